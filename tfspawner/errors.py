@@ -1,0 +1,20 @@
+"""Errors shown to users, working on both JupyterHub 5.x and 6.x."""
+
+from __future__ import annotations
+
+from tornado import web
+
+try:  # JupyterHub >= 6.0
+    from jupyterhub.spawner import SpawnException as _SpawnException
+except ImportError:  # JupyterHub 5.x
+    _SpawnException = None
+
+
+def spawn_refused(message: str, *, reason: str, status_code: int = 400) -> web.HTTPError:
+    """An error whose ``message`` a student can act on, with an HTTP status for REST callers."""
+    if _SpawnException is not None:
+        return _SpawnException(message, reason=reason, status_code=status_code)
+    error = web.HTTPError(status_code, message, reason=reason)
+    # JupyterHub shows ``jupyterhub_message`` on the spawn page instead of a generic text.
+    error.jupyterhub_message = message
+    return error
