@@ -59,7 +59,9 @@ def hub_factory(tmp_path, request, docker_client):
     hubs = []
 
     def start(extra_config: str = ""):
-        hub = new_hub(tmp_path / f"hub{len(hubs)}", os.environ["TFSPAWNER_TEST_HUB_IP"], extra_config)
+        hub = new_hub(
+            tmp_path / f"hub{len(hubs)}", os.environ["TFSPAWNER_TEST_HUB_IP"], extra_config
+        )
         hubs.append(hub)
         hub.start()
         return hub

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -92,7 +93,9 @@ class Hub:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyterhub exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"jupyterhub exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
             try:
                 if httpx.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
                     return
@@ -111,10 +114,8 @@ class Hub:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         # The proxy lives in the hub's session; make sure it goes too.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def log_tail(self, lines: int = 80) -> str:
         try:
@@ -169,7 +170,9 @@ class Hub:
             if model and model["ready"]:
                 return model
             if model is None or not model.get("pending"):
-                raise AssertionError(f"spawn of {name}/{server} ended without a server:\n{self.log_tail()}")
+                raise AssertionError(
+                    f"spawn of {name}/{server} ended without a server:\n{self.log_tail()}"
+                )
             await asyncio.sleep(0.5)
         raise AssertionError(f"{name}/{server} not ready within {timeout}s")
 
@@ -244,14 +247,17 @@ def new_hub(base: Path, hub_ip: str, extra_config: str = "") -> Hub:
         proxy_port=free_port(),
         config="",
     )
-    hub.config = HUB_TEMPLATE.format(
-        proxy_port=hub.proxy_port,
-        proxy_api_port=free_port(),
-        hub_ip=hub_ip,
-        hub_port=free_port(hub_ip),
-        dir=base,
-        token=hub.token,
-        hub_name=hub.hub_name,
-    ) + extra_config
+    hub.config = (
+        HUB_TEMPLATE.format(
+            proxy_port=hub.proxy_port,
+            proxy_api_port=free_port(),
+            hub_ip=hub_ip,
+            hub_port=free_port(hub_ip),
+            dir=base,
+            token=hub.token,
+            hub_name=hub.hub_name,
+        )
+        + extra_config
+    )
     (base / "jupyterhub_config.py").write_text(hub.config)
     return hub
