@@ -17,6 +17,7 @@ LABEL_USER = LABEL_PREFIX + "user"
 LABEL_SERVER = LABEL_PREFIX + "server"
 LABEL_IMAGE = LABEL_PREFIX + "image"
 LABEL_GPUS = LABEL_PREFIX + "gpus"
+LABEL_PROFILE = LABEL_PREFIX + "profile"
 
 # "void" makes the NVIDIA runtime expose no GPU, even when the image says "all"
 # and the host's default runtime is nvidia.
@@ -29,7 +30,15 @@ class UnsafeContainerConfig(ValueError):
     """Raised when config would weaken a user container's isolation."""
 
 
-def labels(*, hub: str, user: str, server: str, image: str, gpu_ids: Iterable[str] = ()) -> dict:
+def labels(
+    *,
+    hub: str,
+    user: str,
+    server: str,
+    image: str,
+    gpu_ids: Iterable[str] = (),
+    profile: str = "",
+) -> dict:
     """Labels that let the hub find and rebuild its view of a container from the engine."""
     return {
         LABEL_MANAGED: "true",
@@ -37,8 +46,18 @@ def labels(*, hub: str, user: str, server: str, image: str, gpu_ids: Iterable[st
         LABEL_USER: user,
         LABEL_SERVER: server,
         LABEL_IMAGE: image,
+        LABEL_PROFILE: profile,
         LABEL_GPUS: ",".join(gpu_ids),
     }
+
+
+def label_filters(hub: str) -> dict:
+    """Engine filters for the containers of one hub."""
+    return {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_HUB}={hub}"]}
+
+
+def gpus_from_labels(labels: Mapping[str, str]) -> list[str]:
+    return [gpu_id for gpu_id in (labels.get(LABEL_GPUS) or "").split(",") if gpu_id]
 
 
 def gpu_environment(gpu_ids: Iterable[str]) -> dict:
@@ -84,6 +103,7 @@ def host_config(
     pids_limit: int,
     cap_add: Iterable[str],
     gpu_ids: Iterable[str],
+    shm_size: int | str | None = None,
 ) -> dict:
     """Keyword arguments for ``APIClient.create_host_config``."""
     config: dict[str, Any] = {
@@ -96,6 +116,8 @@ def host_config(
         config["port_bindings"] = dict(port_bindings)
     if mem_limit is not None:
         config["mem_limit"] = mem_limit
+    if shm_size is not None:
+        config["shm_size"] = shm_size
     if cpu_limit is not None:
         period = int(extra.get("cpu_period", 100_000))
         config["cpu_period"] = period

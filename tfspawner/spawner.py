@@ -7,14 +7,36 @@ reuse everything but the I/O.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+from dataclasses import dataclass
 
 from docker.errors import ImageNotFound, NotFound
 from dockerspawner import DockerSpawner
-from traitlets import Bool, Int, List, Unicode, default, validate
+from traitlets import Bool, Dict, Int, List, Unicode, Union, default, validate
 
-from . import containerspec, identity, imageref
+from . import containerspec, gpupool, identity, imageref, limits, metrics, nvml, profiles
 from .errors import spawn_refused
+from .gpupool import GPUPool, Owner
+
+IMPLICIT_PROFILE = "default"
+
+
+class ConfigError(ValueError):
+    """The admin's config is invalid; the message names the setting."""
+
+
+@dataclass
+class HubContext:
+    """State shared by every spawner of one hub process: the GPU pool."""
+
+    pool: GPUPool
+    lock: asyncio.Lock
+    reconciled: bool = False
+
+
+# One context per hub_name, so every spawner in the process shares one pool.
+_contexts: dict[str, HubContext] = {}
 
 
 class TFSpawner(DockerSpawner):
@@ -33,16 +55,107 @@ class TFSpawner(DockerSpawner):
         """,
     )
 
+    images = Dict(
+        value_trait=Unicode(),
+        config=True,
+        help="""
+        The image catalogue: alias -> image reference pinned by digest.
+
+        Profiles name an alias. Every reference must be ``name@sha256:<digest>``
+        or ``name:tag@sha256:<digest>``; the hub refuses to start otherwise
+        (see ``allow_unpinned_images``). ``tfspawner images pin REF`` prints the
+        pinned form of a tag.
+
+        Example::
+
+            c.TFSpawner.images = {
+                "tf-gpu": "registry.example.edu/tf/2.9-gpu-jupyter@sha256:...",
+                "tf-cpu": "registry.example.edu/tf/2.9-jupyter@sha256:...",
+            }
+
+        When empty, ``image`` is the only image, under the alias ``default``.
+        """,
+    )
+
+    profiles = List(
+        Dict(),
+        config=True,
+        help="""
+        What users can start. A list of dicts with the keys:
+
+        - ``slug`` (required): lowercase letters, digits and ``-``; stored in
+          ``user_options["profile"]``.
+        - ``display_name`` (required) and ``description``.
+        - ``image`` (required): an alias in ``images``.
+        - ``gpus``: how many GPUs from ``gpu_pool``; 0 (the default) is a CPU profile.
+        - ``cpu_limit``, ``mem_limit`` (``"4G"``), ``shm_size`` (``"2G"``):
+          override the global limits.
+        - ``groups``: only members of these hub groups may choose it; admins always may.
+        - ``default``: preselected, and used when a spawn names no profile.
+
+        Checked when the hub starts; a bad profile stops it with a message that
+        names the profile and the key. When empty, one CPU profile runs ``image``.
+        """,
+    )
+
+    gpu_pool = Union(
+        [Unicode(), List(Union([Unicode(), Dict()]))],
+        default_value=[],
+        config=True,
+        help="""
+        GPUs that servers can be given, each to one server at a time.
+
+        Either a list of device ids, indexes (``"0"``), UUIDs (``"GPU-..."``) or
+        MIG ids (``"MIG-..."``), optionally as dicts with metadata shown to users
+        (``{"id": "0", "name": "NVIDIA A100", "memory": "80GB"}``), or ``"auto"``
+        to discover every GPU through NVML when the hub starts
+        (``pip install tfspawner[nvml]``; the hub stops if NVML is missing).
+
+        Assignments are written to container labels and spawner state, and are
+        rebuilt from the running containers when the hub restarts.
+        """,
+    )
+
+    gpu_limit_per_user = Int(
+        None,
+        allow_none=True,
+        config=True,
+        help="""
+        Most GPUs one user may hold at once, across all their servers (named
+        servers count). ``None`` means no cap beyond the pool's size.
+        """,
+    )
+
+    gpu_limit_per_group = Dict(
+        value_trait=Int(),
+        config=True,
+        help="""
+        GPU caps per hub group, e.g. ``{"lab": 4, "students": 1}``.
+
+        A user in several capped groups gets the largest of their caps; a user in
+        none gets ``gpu_limit_per_user``.
+        """,
+    )
+
     allow_unpinned_images = Bool(
         False,
         config=True,
         help="""
         Allow image references that are not pinned by digest.
 
-        By default every image must be ``name@sha256:<digest>`` (or
-        ``name:tag@sha256:<digest>``), because whoever controls a tag can move it
-        during a term. Turning this on is meant for development only; a warning
-        is logged for every unpinned spawn.
+        By default every image must be pinned, because whoever controls a tag can
+        move it during a term. Meant for development only; a warning is logged
+        at start-up and for every unpinned spawn.
+        """,
+    )
+
+    shm_size = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="""
+        Size of /dev/shm, e.g. ``"1G"``. Docker's default of 64M breaks PyTorch and
+        TensorFlow data loaders. A profile's ``shm_size`` overrides it.
         """,
     )
 
@@ -110,27 +223,158 @@ class TFSpawner(DockerSpawner):
     @validate("image")
     def _validate_image(self, proposal):
         # Syntax only: whether pins are required depends on another trait,
-        # which may be loaded later. pull_image enforces the pin.
+        # which may be loaded later. check_config enforces the pin.
         try:
             imageref.parse(proposal.value)
         except imageref.InvalidImageReference as e:
-            raise ValueError(f"TFSpawner.image: {e}") from None
+            raise ConfigError(f"TFSpawner.image: {e}") from None
         return proposal.value
 
-    def _parse_image(self, reference: str, *, setting: str) -> imageref.ImageRef:
-        try:
-            ref = imageref.parse(reference)
-        except imageref.InvalidImageReference as e:
-            raise ValueError(f"{setting}: {e}") from None
-        if not ref.pinned and not self.allow_unpinned_images:
-            raise ValueError(
-                f"{setting}: {reference!r} is not pinned by digest. Use "
-                "'name@sha256:<digest>' (see `tfspawner images pin`), or set "
-                "TFSpawner.allow_unpinned_images = True for development."
-            )
-        return ref
+    # --- config --------------------------------------------------------------------
 
-    # --- identity ----------------------------------------------------------------
+    def check_config(self) -> tuple[dict[str, imageref.ImageRef], list[profiles.Profile]]:
+        """Validate the settings that depend on each other; raise ConfigError naming one."""
+        catalogue = dict(self.images) or {IMPLICIT_PROFILE: self.image}
+        setting = "TFSpawner.images" if self.images else "TFSpawner.image"
+        refs = {}
+        for alias, reference in catalogue.items():
+            where = f"{setting}[{alias!r}]" if self.images else setting
+            try:
+                ref = imageref.parse(reference)
+            except imageref.InvalidImageReference as e:
+                raise ConfigError(f"{where}: {e}") from None
+            if not ref.pinned and not self.allow_unpinned_images:
+                raise ConfigError(
+                    f"{where}: {reference!r} is not pinned by digest. Use "
+                    "'name@sha256:<digest>' (`tfspawner images pin REF` prints it), or set "
+                    "TFSpawner.allow_unpinned_images = True for development."
+                )
+            refs[alias] = ref
+        raw_profiles = self.profiles or [
+            {"slug": IMPLICIT_PROFILE, "display_name": "Default", "image": IMPLICIT_PROFILE}
+        ]
+        try:
+            checked = profiles.validate_profiles(raw_profiles, refs)
+        except profiles.ProfileError as e:
+            raise ConfigError(f"TFSpawner.profiles: {e}") from None
+        if self.shm_size is not None:
+            try:
+                limits.parse_bytes(self.shm_size)
+            except ValueError as e:
+                raise ConfigError(f"TFSpawner.shm_size: {e}") from None
+        for name, cap in [("gpu_limit_per_user", self.gpu_limit_per_user)] + [
+            (f"gpu_limit_per_group[{g!r}]", c) for g, c in self.gpu_limit_per_group.items()
+        ]:
+            if cap is not None and cap < 0:
+                raise ConfigError(f"TFSpawner.{name}: must be 0 or more, not {cap}")
+        return refs, checked
+
+    def configured_gpus(self) -> list[gpupool.GPU]:
+        if self.gpu_pool == "auto":
+            try:
+                return nvml.discover()
+            except nvml.GPUDiscoveryError as e:
+                raise ConfigError(str(e)) from None
+        if isinstance(self.gpu_pool, str):
+            raise ConfigError(
+                f"TFSpawner.gpu_pool: {self.gpu_pool!r} must be 'auto' or a list of GPU ids"
+            )
+        try:
+            return gpupool.parse_pool(self.gpu_pool)
+        except ValueError as e:
+            raise ConfigError(f"TFSpawner.gpu_pool: {e}") from None
+
+    # --- the shared pool -----------------------------------------------------------
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(self.user.name, self.name)
+
+    async def hub_context(self) -> HubContext:
+        """The process-wide pool, rebuilt from the engine's labels on first use."""
+        context = _contexts.get(self.hub_name)
+        if context is None:
+            context = _contexts.setdefault(
+                self.hub_name, HubContext(GPUPool(self.configured_gpus()), asyncio.Lock())
+            )
+        if not context.reconciled:
+            async with context.lock:
+                if not context.reconciled:
+                    await self._reconcile(context.pool)
+                    context.reconciled = True
+                    metrics.update(context.pool)
+        return context
+
+    async def _reconcile(self, pool: GPUPool) -> None:
+        """Running labelled containers hold their GPUs; ids with no running container are free."""
+        containers = await self.docker(
+            "containers", filters=containerspec.label_filters(self.hub_name)
+        )
+        for container in containers:
+            labels = container.get("Labels") or {}
+            ids = containerspec.gpus_from_labels(labels)
+            if not ids:
+                continue
+            owner = Owner(
+                labels.get(containerspec.LABEL_USER, ""),
+                labels.get(containerspec.LABEL_SERVER, ""),
+            )
+            try:
+                pool.restore(
+                    owner,
+                    ids,
+                    since=container.get("Created"),
+                    profile=labels.get(containerspec.LABEL_PROFILE, ""),
+                )
+            except gpupool.PoolConflict as e:
+                self.log.error("GPU labels of %s conflict: %s", container.get("Names"), e)
+                continue
+            self.log.info("Restored GPUs %s of %s from container labels", ",".join(ids), owner)
+
+    async def _release_gpus(self, why: str) -> None:
+        context = await self.hub_context()
+        released = context.pool.release(self.owner)
+        self.gpu_ids = []
+        if released:
+            metrics.update(context.pool)
+            self.log.info("Released GPUs %s of %s (%s)", ",".join(released), self.owner, why)
+
+    # --- state ---------------------------------------------------------------------
+
+    gpu_ids = List(Unicode())
+    profile_slug = Unicode("")
+
+    def get_state(self):
+        state = super().get_state()
+        if self.object_id:
+            state["gpu_ids"] = list(self.gpu_ids)
+            state["profile"] = self.profile_slug
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.gpu_ids = state.get("gpu_ids", [])
+        self.profile_slug = state.get("profile", "")
+
+    def clear_state(self):
+        super().clear_state()
+        self.gpu_ids = []
+
+    async def _sync_gpus_with_pool(self) -> None:
+        """After a restart the labels win: take this server's ids from the pool."""
+        context = await self.hub_context()
+        held = context.pool.ids_of(self.owner)
+        if held != list(self.gpu_ids):
+            if self.gpu_ids:
+                self.log.warning(
+                    "Hub database says %s holds GPUs %s, container labels say %s; using the labels",
+                    self.owner,
+                    ",".join(self.gpu_ids) or "none",
+                    ",".join(held) or "none",
+                )
+            self.gpu_ids = held
+
+    # --- identity ------------------------------------------------------------------
 
     def container_user(self) -> str:
         uid = identity.stable_uid(self.uid_base, self.user.id)
@@ -142,11 +386,54 @@ class TFSpawner(DockerSpawner):
                 reason="identity",
             ) from None
 
-    # --- image -------------------------------------------------------------------
+    # --- options -------------------------------------------------------------------
+
+    def _user_groups(self) -> list[str]:
+        return [group.name for group in getattr(self.user, "groups", [])]
+
+    def choose_profile(self, available: list[profiles.Profile]) -> profiles.Profile:
+        try:
+            return profiles.validate_user_options(
+                self.user_options or {},
+                available,
+                groups=self._user_groups(),
+                is_admin=bool(getattr(self.user, "admin", False)),
+            )
+        except profiles.OptionsError as e:
+            raise spawn_refused(str(e), reason="options", status_code=400) from None
+
+    def options_from_form(self, formdata):
+        try:
+            return profiles.options_from_form(formdata)
+        except profiles.OptionsError as e:
+            raise spawn_refused(str(e), reason="options", status_code=400) from None
+
+    # --- progress ------------------------------------------------------------------
+
+    def _report(self, message: str, progress: int) -> None:
+        self._events.append({"progress": progress, "message": message})
+
+    @property
+    def _events(self) -> list[dict]:
+        if not hasattr(self, "_event_list"):
+            self._event_list = []
+        return self._event_list
+
+    async def progress(self):
+        sent = 0
+        while True:
+            while sent < len(self._events):
+                yield self._events[sent]
+                sent += 1
+            if not (self._spawn_pending or self._start_pending):
+                break
+            await asyncio.sleep(0.5)
+
+    # --- image ---------------------------------------------------------------------
 
     async def pull_image(self, image):
         """Pull by digest when absent, then check the local image carries the pin."""
-        ref = self._parse_image(image, setting="TFSpawner.image")
+        ref = imageref.parse(image)
         if not ref.pinned:
             self.log.warning("Starting %s from unpinned image %s", self._log_name, image)
             return await super().pull_image(image)
@@ -175,16 +462,80 @@ class TFSpawner(DockerSpawner):
                 status_code=500,
             )
 
-    # --- container ---------------------------------------------------------------
+    # --- lifecycle -----------------------------------------------------------------
+
+    async def start(self):
+        self._event_list = []
+        try:
+            refs, available = self.check_config()
+        except ConfigError as e:
+            raise spawn_refused(
+                f"The hub is misconfigured ({e}). Please tell the hub's administrator.",
+                reason="config",
+                status_code=500,
+            ) from None
+        profile = self.choose_profile(available)
+        self.user_options = {**(self.user_options or {}), "profile": profile.slug}
+        self.profile_slug = profile.slug
+        self.image = str(refs[profile.image])
+        if profile.cpu_limit is not None:
+            self.cpu_limit = profile.cpu_limit
+        if profile.mem_limit is not None:
+            self.mem_limit = profile.mem_limit
+        self._profile_shm_size = profile.shm_size
+
+        context = await self.hub_context()
+        # A new start replaces whatever this server held before.
+        context.pool.release(self.owner)
+        self.gpu_ids = []
+        if profile.gpus:
+            cap = gpupool.effective_cap(
+                self.gpu_limit_per_user, self.gpu_limit_per_group, self._user_groups()
+            )
+            try:
+                self.gpu_ids = context.pool.allocate(
+                    self.owner, profile.gpus, user_cap=cap, profile=profile.slug
+                )
+            except gpupool.PoolError as e:
+                raise spawn_refused(str(e), reason="gpu-unavailable", status_code=503) from None
+            metrics.update(context.pool)
+            names = ", ".join(context.pool.gpu(i).describe() for i in self.gpu_ids)
+            self._report(f"Assigned {names}", 10)
+        try:
+            return await super().start()
+        except BaseException:
+            await self._release_gpus("start failed")
+            await self._remove_failed_container()
+            raise
+
+    async def _remove_failed_container(self) -> None:
+        if not self.object_id:
+            return
+        try:
+            await self.remove_object()
+        except Exception:
+            self.log.exception("Could not remove the container of failed start %s", self.owner)
+        self.object_id = ""
+
+    async def poll(self):
+        await self._sync_gpus_with_pool()
+        status = await super().poll()
+        if status is not None and not (self._spawn_pending or self._start_pending):
+            await self._release_gpus(f"server not running: {status}")
+        return status
+
+    async def stop(self, now=False):
+        try:
+            await super().stop(now=now)
+        finally:
+            await self._release_gpus("stopped")
+
+    # --- container -----------------------------------------------------------------
 
     def get_env(self):
         env = super().get_env()
         env.update(containerspec.gpu_environment(self.gpu_ids))
         return env
-
-    @property
-    def gpu_ids(self) -> list[str]:
-        return []
 
     async def _evaluated(self, value):
         value = self._eval_if_callable(value)
@@ -195,6 +546,7 @@ class TFSpawner(DockerSpawner):
     async def create_object(self):
         extra_create = await self._evaluated(self.extra_create_kwargs)
         extra_host = await self._evaluated(self.extra_host_config)
+        shm_size = getattr(self, "_profile_shm_size", None) or self.shm_size
         host_kwargs = containerspec.host_config(
             extra=extra_host,
             network_mode=self.network_name,
@@ -207,6 +559,7 @@ class TFSpawner(DockerSpawner):
             pids_limit=self.pids_limit,
             cap_add=self.cap_add,
             gpu_ids=self.gpu_ids,
+            shm_size=shm_size,
         )
         kwargs = containerspec.create_kwargs(
             image=self.image,
@@ -219,6 +572,7 @@ class TFSpawner(DockerSpawner):
                 server=self.name,
                 image=self.image,
                 gpu_ids=self.gpu_ids,
+                profile=self.profile_slug,
             ),
             user=self.container_user(),
             port=self.port,
@@ -227,3 +581,12 @@ class TFSpawner(DockerSpawner):
         )
         kwargs["host_config"] = self.client.create_host_config(**host_kwargs)
         return await self.docker("create_container", **kwargs)
+
+
+def _install_hub_hooks() -> None:
+    from . import hub
+
+    hub.install()
+
+
+_install_hub_hooks()

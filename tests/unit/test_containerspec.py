@@ -110,8 +110,9 @@ def test_gpu_environment(gpu_ids, visible):
 
 def test_labels():
     assert containerspec.labels(
-        hub="h", user="Alice", server="gpu", image="x@sha256:1", gpu_ids=["0", "2"]
+        hub="h", user="Alice", server="gpu", image="x@sha256:1", gpu_ids=["0", "2"], profile="p"
     ) == {
+        "tfspawner.profile": "p",
         "tfspawner.managed": "true",
         "tfspawner.hub": "h",
         "tfspawner.user": "Alice",
@@ -149,3 +150,11 @@ def test_create_kwargs_keep_identity_over_extras():
         "labels": {"tfspawner.user": "alice", "team": "x"},
         "user": "100001:100",
     }
+
+
+@pytest.mark.parametrize(
+    ("labels", "ids"),
+    [({"tfspawner.gpus": "0,2"}, ["0", "2"]), ({"tfspawner.gpus": ""}, []), ({}, [])],
+)
+def test_gpus_from_labels(labels, ids):
+    assert containerspec.gpus_from_labels(labels) == ids
