@@ -1,20 +1,30 @@
 """Wiring into the running hub: start-up checks and the admin GPU endpoint.
 
-JupyterHub has no start-up hook for spawners, so when the hub imports
-TFSpawner while loading its config, this module wraps the hub's
-``init_spawners``: the config is checked and the GPU pool is rebuilt from the
-engine before any saved server is loaded. A bad config raises there, and the
-hub stops with the message.
+JupyterHub has no start-up hook for spawners, so importing TFSpawner wraps
+the hub's ``init_spawners``: the config is checked and the GPU pool is
+rebuilt from the engine before any saved server is loaded. A bad config
+raises there, and the hub stops with the message.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 
 from tornado import web
 
 _probe = None
+
+
+class _NoUser:
+    """The start-up check's spawner serves nobody; DockerSpawner still renders names."""
+
+    name = ""
+    id = 0
+    admin = False
+    groups = ()
+    url = "/"
 
 
 def gpu_pool_view(pool) -> dict:
@@ -66,7 +76,7 @@ async def startup(app, spawner_class) -> None:
     global _probe
     from .spawner import ConfigError
 
-    probe = spawner_class(config=app.config, hub=app.hub, log=app.log)
+    probe = spawner_class(config=app.config, hub=app.hub, log=app.log, user=_NoUser())
     try:
         refs, profiles = probe.check_config()
         gpus = probe.configured_gpus()
@@ -96,26 +106,39 @@ async def startup(app, spawner_class) -> None:
         app.log.error("TFSpawner: could not read containers from the engine yet: %s", e)
 
 
+def _uses_tfspawner(app) -> bool:
+    from .spawner import TFSpawner
+
+    return isinstance(app.spawner_class, type) and issubclass(app.spawner_class, TFSpawner)
+
+
 def install() -> None:
-    """Hook into the hub that is loading its config, if there is one."""
+    """Wrap the hub's init_handlers and init_spawners; no-ops unless the spawner is TFSpawner.
+
+    The hub imports every spawner entry point while it is being constructed,
+    before its instance exists, so the wrapping is on the class.
+    """
     try:
         from jupyterhub.app import JupyterHub
     except ImportError:
         return
-    if not JupyterHub.initialized():
+    if getattr(JupyterHub, "_tfspawner_installed", False):
         return
-    app = JupyterHub.instance()
-    if getattr(app, "_tfspawner_installed", False):
-        return
-    app._tfspawner_installed = True
-    app.extra_handlers.append((r"/api/tfspawner/gpus", _make_api_handler()))
-    original_init_spawners = app.init_spawners
+    JupyterHub._tfspawner_installed = True
+    original_init_handlers = JupyterHub.init_handlers
+    original_init_spawners = JupyterHub.init_spawners
 
-    async def init_spawners():
-        from .spawner import TFSpawner
+    @functools.wraps(original_init_handlers)
+    def init_handlers(self):
+        if _uses_tfspawner(self):
+            self.extra_handlers.append((r"/api/tfspawner/gpus", _make_api_handler()))
+        return original_init_handlers(self)
 
-        if isinstance(app.spawner_class, type) and issubclass(app.spawner_class, TFSpawner):
-            await startup(app, app.spawner_class)
-        return await original_init_spawners()
+    @functools.wraps(original_init_spawners)
+    async def init_spawners(self):
+        if _uses_tfspawner(self):
+            await startup(self, self.spawner_class)
+        return await original_init_spawners(self)
 
-    app.init_spawners = init_spawners
+    JupyterHub.init_handlers = init_handlers
+    JupyterHub.init_spawners = init_spawners

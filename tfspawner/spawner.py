@@ -11,7 +11,7 @@ import asyncio
 import inspect
 from dataclasses import dataclass
 
-from docker.errors import ImageNotFound, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 from dockerspawner import DockerSpawner
 from traitlets import Bool, Dict, Int, List, Unicode, Union, default, validate
 
@@ -448,8 +448,17 @@ class TFSpawner(DockerSpawner):
                 ) from None
             self.log.info("Pulling %s by digest", ref)
             repository, digest = ref.pull_args()
-            await self.docker("pull", repository, tag=digest)
-            info = await self.docker("inspect_image", str(ref))
+            try:
+                await self.docker("pull", repository, tag=digest)
+                info = await self.docker("inspect_image", str(ref))
+            except APIError as e:
+                self.log.error("Pulling %s failed: %s", ref, e)
+                raise spawn_refused(
+                    "The image for your server could not be downloaded right now, so it was "
+                    "not started. Please try again later or tell the hub's administrator.",
+                    reason="image-pull",
+                    status_code=503,
+                ) from None
         self._verify_digest(ref, info)
 
     def _verify_digest(self, ref: imageref.ImageRef, image_info: dict) -> None:
