@@ -18,6 +18,7 @@ from traitlets import Bool, Dict, Int, List, Unicode, Union, default, validate
 from . import containerspec, gpupool, identity, imageref, limits, metrics, nvml, profiles
 from .errors import spawn_refused
 from .gpupool import GPUPool, Owner
+from .pullprogress import PullFailed, PullProgress
 
 IMPLICIT_PROFILE = "default"
 
@@ -37,6 +38,8 @@ class HubContext:
 
 # One context per hub_name, so every spawner in the process shares one pool.
 _contexts: dict[str, HubContext] = {}
+# Pulls in flight, by pinned reference, shared by every spawner in the process.
+_pulls: dict[str, tuple[asyncio.Future, PullProgress]] = {}
 
 
 class TFSpawner(DockerSpawner):
@@ -94,7 +97,8 @@ class TFSpawner(DockerSpawner):
         - ``default``: preselected, and used when a spawn names no profile.
 
         Checked when the hub starts; a bad profile stops it with a message that
-        names the profile and the key. When empty, one CPU profile runs ``image``.
+        names the profile and the key. When empty, one CPU profile runs the first
+        image of ``images``, or ``image``.
         """,
     )
 
@@ -251,7 +255,7 @@ class TFSpawner(DockerSpawner):
                 )
             refs[alias] = ref
         raw_profiles = self.profiles or [
-            {"slug": IMPLICIT_PROFILE, "display_name": "Default", "image": IMPLICIT_PROFILE}
+            {"slug": IMPLICIT_PROFILE, "display_name": "Default", "image": next(iter(refs))}
         ]
         try:
             checked = profiles.validate_profiles(raw_profiles, refs)
@@ -446,20 +450,50 @@ class TFSpawner(DockerSpawner):
                     reason="image",
                     status_code=503,
                 ) from None
-            self.log.info("Pulling %s by digest", ref)
-            repository, digest = ref.pull_args()
+            await self._pull_once(ref)
             try:
-                await self.docker("pull", repository, tag=digest)
                 info = await self.docker("inspect_image", str(ref))
-            except APIError as e:
-                self.log.error("Pulling %s failed: %s", ref, e)
-                raise spawn_refused(
-                    "The image for your server could not be downloaded right now, so it was "
-                    "not started. Please try again later or tell the hub's administrator.",
-                    reason="image-pull",
-                    status_code=503,
-                ) from None
+            except (ImageNotFound, NotFound):
+                raise self._pull_refused() from None
         self._verify_digest(ref, info)
+
+    def _pull_refused(self):
+        return spawn_refused(
+            "The image for your server could not be downloaded right now, so it was "
+            "not started. Please try again later or tell the hub's administrator.",
+            reason="image-pull",
+            status_code=503,
+        )
+
+    def _pull_stream(self, ref: imageref.ImageRef, progress: PullProgress) -> None:
+        """Runs in the executor: follow the engine's pull stream to the end."""
+        repository, digest = ref.pull_args()
+        for event in self.client.pull(repository, tag=digest, stream=True, decode=True):
+            progress.update(event)
+
+    async def _pull_once(self, ref: imageref.ImageRef) -> None:
+        """Single-flight pull: concurrent spawns of one missing image share one pull."""
+        key = str(ref)
+        if key not in _pulls:
+            self.log.info("Pulling %s by digest", ref)
+            progress = PullProgress()
+            future = asyncio.wrap_future(self.executor.submit(self._pull_stream, ref, progress))
+            _pulls[key] = (future, progress)
+            future.add_done_callback(lambda _: _pulls.pop(key, None))
+        future, progress = _pulls[key]
+        reported = -1
+        while not future.done():
+            if progress.percent != reported:
+                reported = progress.percent
+                # Map the pull onto 20-80% of the spawn's progress bar.
+                self._report(f"Pulling image: {reported}%", 20 + reported * 60 // 100)
+            await asyncio.wait([future], timeout=1)
+        try:
+            future.result()
+        except (APIError, PullFailed) as e:
+            self.log.error("Pulling %s failed: %s", ref, e)
+            raise self._pull_refused() from None
+        self._report("Pulling image: 100%", 80)
 
     def _verify_digest(self, ref: imageref.ImageRef, image_info: dict) -> None:
         repo_digests = image_info.get("RepoDigests") or []
