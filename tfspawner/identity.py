@@ -1,6 +1,12 @@
-"""Which uid:gid a user's container runs as."""
+"""Which uid:gid a user's container runs as, and the passwd entry that names it."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+STRATEGIES = ("stable", "static", "passwd", "callable")
+_PASSWD_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 
 
 class UnsafeIdentity(ValueError):
@@ -15,6 +21,50 @@ def stable_uid(base: int, hub_user_id: int) -> int:
     return base + hub_user_id
 
 
+def parse_ids(value, default_gid: int, source: str) -> tuple[int, int]:
+    """Accept ``uid``, ``"uid"``, ``"uid:gid"`` or ``(uid, gid)``."""
+    try:
+        if isinstance(value, (tuple, list)) and len(value) == 2:
+            uid, gid = int(value[0]), int(value[1])
+        elif isinstance(value, str) and ":" in value:
+            uid_text, gid_text = value.split(":", 1)
+            uid, gid = int(uid_text), int(gid_text)
+        elif isinstance(value, bool):
+            raise TypeError
+        else:
+            uid, gid = int(value), default_gid
+    except (TypeError, ValueError):
+        raise UnsafeIdentity(f"{source} gave {value!r}, which is not a uid or uid:gid") from None
+    return uid, gid
+
+
+def resolve(
+    strategy: str,
+    *,
+    username: str,
+    hub_user_id: int,
+    base: int,
+    default_gid: int,
+    static_map: Mapping[str, object],
+    passwd_lookup: Callable[[str], tuple[int, int]],
+) -> tuple[int, int]:
+    """The ``(uid, gid)`` for a user by every strategy except ``callable`` (which is async)."""
+    if strategy == "stable":
+        return stable_uid(base, hub_user_id), default_gid
+    if strategy == "static":
+        if username not in static_map:
+            raise UnsafeIdentity(f"user {username!r} has no entry in TFSpawner.uid_map")
+        return parse_ids(static_map[username], default_gid, "TFSpawner.uid_map")
+    if strategy == "passwd":
+        try:
+            return passwd_lookup(username)
+        except KeyError:
+            raise UnsafeIdentity(
+                f"user {username!r} is not in the host's passwd database"
+            ) from None
+    raise ValueError(f"unknown uid strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+
+
 def container_user(uid: int, gid: int) -> str:
     """The ``uid:gid`` string for the engine, refusing root and out-of-range ids."""
     for label, value in (("uid", uid), ("gid", gid)):
@@ -25,3 +75,25 @@ def container_user(uid: int, gid: int) -> str:
         if not 0 < value < 2**31:
             raise UnsafeIdentity(f"{label} {value} is outside 1..2147483647")
     return f"{uid}:{gid}"
+
+
+def passwd_name(username: str, fallback: str) -> str:
+    """The hub username if passwd can hold it, else ``fallback`` (an escaped name)."""
+    return username if _PASSWD_NAME.fullmatch(username) else fallback[:32]
+
+
+def with_user(passwd: str, group: str, *, name: str, uid: int, gid: int, home: str):
+    """``(passwd, group)`` texts with an entry for the user, replacing any clash.
+
+    A line with the same name or uid would win the lookup, so it is dropped.
+    """
+    kept = [
+        line
+        for line in passwd.splitlines()
+        if line and line.split(":")[0] != name and line.split(":")[2:3] != [str(uid)]
+    ]
+    kept.append(f"{name}:x:{uid}:{gid}::{home}:/bin/bash")
+    groups = [line for line in group.splitlines() if line]
+    if not any(line.split(":")[2:3] == [str(gid)] for line in groups):
+        groups.append(f"{name}:x:{gid}:")
+    return "\n".join(kept) + "\n", "\n".join(groups) + "\n"

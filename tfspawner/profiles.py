@@ -25,7 +25,9 @@ _KEYS = {
     "shm_size": (str, int),
     "groups": list,
     "default": bool,
+    "datasets": list,
 }
+_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 _REQUIRED = ("slug", "display_name", "image")
 
 
@@ -35,6 +37,36 @@ class ProfileError(ValueError):
 
 class OptionsError(ValueError):
     """A user's options are invalid; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Course material mounted read-only: a volume name or an absolute host path."""
+
+    source: str
+    target: str
+
+
+def _datasets(raw: list, where: str) -> tuple[Dataset, ...]:
+    datasets = []
+    for entry in raw:
+        if not isinstance(entry, Mapping) or set(entry) != {"source", "target"}:
+            raise ProfileError(
+                f"{where}: each of 'datasets' must be {{'source': ..., 'target': ...}}"
+            )
+        source, target = entry["source"], entry["target"]
+        if not (
+            isinstance(target, str) and target.startswith("/") and ".." not in target.split("/")
+        ):
+            raise ProfileError(f"{where}: dataset target {target!r} must be an absolute path")
+        if not isinstance(source, str) or not (
+            source.startswith("/") or _VOLUME_NAME.fullmatch(source)
+        ):
+            raise ProfileError(
+                f"{where}: dataset source {source!r} must be a volume name or an absolute host path"
+            )
+        datasets.append(Dataset(source, target))
+    return tuple(datasets)
 
 
 @dataclass(frozen=True)
@@ -49,6 +81,7 @@ class Profile:
     shm_size: int | None = None
     groups: tuple[str, ...] = ()
     default: bool = False
+    datasets: tuple[Dataset, ...] = ()
 
     def allowed_for(self, groups: Iterable[str], is_admin: bool) -> bool:
         return is_admin or not self.groups or bool(set(self.groups) & set(groups))
@@ -111,6 +144,7 @@ def validate_profiles(
                 shm_size=shm_size,
                 groups=tuple(groups),
                 default=entry.get("default", False),
+                datasets=_datasets(entry.get("datasets", []), where),
             )
         )
     if sum(p.default for p in profiles) > 1:
@@ -123,11 +157,16 @@ def default_profile(profiles: list[Profile]) -> Profile:
 
 
 def validate_user_options(
-    options: Any, profiles: list[Profile], *, groups: Iterable[str], is_admin: bool
+    options: Any,
+    profiles: list[Profile],
+    *,
+    groups: Iterable[str],
+    is_admin: bool,
+    last: str = "",
 ) -> Profile:
     """Return the profile chosen by ``options``; raise OptionsError with a sentence for the user.
 
-    ``{}`` means the default profile among those the user may use.
+    ``{}`` means the user's ``last`` profile if they may still use it, else the default.
     """
     if not isinstance(options, Mapping):
         raise OptionsError('Server options must be a JSON object such as {"profile": "cpu"}.')
@@ -144,6 +183,9 @@ def validate_user_options(
         )
     slug = options.get("profile")
     if slug is None:
+        for profile in allowed:
+            if profile.slug == last:
+                return profile
         default = default_profile(profiles)
         return default if default in allowed else allowed[0]
     if not isinstance(slug, str):

@@ -9,13 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
+import os
+import pwd
+import tarfile
 from dataclasses import dataclass
 
 from docker.errors import APIError, ImageNotFound, NotFound
 from dockerspawner import DockerSpawner
-from traitlets import Bool, Dict, Int, List, Unicode, Union, default, validate
+from traitlets import Any, Bool, Dict, Int, List, Unicode, Union, default, validate
 
-from . import containerspec, gpupool, identity, imageref, limits, metrics, nvml, profiles
+from . import (
+    containerspec,
+    form,
+    gpupool,
+    identity,
+    imageref,
+    limits,
+    metrics,
+    naming,
+    nvml,
+    profiles,
+    volumes,
+)
 from .errors import spawn_refused
 from .gpupool import GPUPool, Owner
 from .pullprogress import PullFailed, PullProgress
@@ -185,15 +201,31 @@ class TFSpawner(DockerSpawner):
         """,
     )
 
+    uid_strategy = Unicode(
+        "stable",
+        config=True,
+        help="""
+        How a user's container uid (and gid) is chosen:
+
+        - ``"stable"``: ``uid_base`` + the hub's user id, with gid ``gid``.
+          Hub user ids are never reused, so every user gets a uid of their own.
+        - ``"static"``: looked up in ``uid_map``.
+        - ``"passwd"``: the host's passwd/NSS database (``pwd.getpwnam``), for
+          university hosts that use LDAP, so files on shared storage keep the
+          owner they have everywhere else.
+        - ``"callable"``: ``uid_callable(spawner)``, sync or async, returning a
+          uid, ``"uid:gid"`` or ``(uid, gid)``.
+
+        A uid or gid of 0 is refused at spawn: user containers never run as root.
+        """,
+    )
+
     uid_base = Int(
         100000,
         config=True,
         help="""
-        Container uid of a user is ``uid_base`` plus the hub's user id.
-
-        Hub user ids are never reused, so every user gets a uid of their own, and
-        it stays the same across spawns so files on the user's volume keep their
-        owner. Pick a base above the uids used on the host.
+        With ``uid_strategy = "stable"``, a user's uid is ``uid_base`` + their hub
+        user id. Pick a base above the uids used on the host.
         """,
     )
 
@@ -201,7 +233,85 @@ class TFSpawner(DockerSpawner):
         100,
         config=True,
         help="""
-        Container gid of every user. 100 is ``users`` on Debian and Ubuntu. 0 is refused.
+        Container gid when a strategy gives only a uid. 100 is ``users`` on
+        Debian and Ubuntu. 0 is refused.
+        """,
+    )
+
+    uid_map = Dict(
+        config=True,
+        help="""
+        With ``uid_strategy = "static"``: username -> uid, ``"uid:gid"`` or
+        ``(uid, gid)``. Users not in the map cannot start a server.
+        """,
+    )
+
+    uid_callable = Any(
+        None,
+        allow_none=True,
+        config=True,
+        help="""
+        With ``uid_strategy = "callable"``: ``f(spawner)`` returning a uid,
+        ``"uid:gid"`` or ``(uid, gid)``; may be async.
+        """,
+    )
+
+    volume_per_server = Bool(
+        False,
+        config=True,
+        help="""
+        Give each named server its own notebook volume. By default a user's
+        named servers share the volume of their default server.
+        """,
+    )
+
+    volume_host_root = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="""
+        Keep notebooks in directories under this host path instead of named
+        volumes, e.g. ``"/srv/jupyter-homes"`` (which must exist).
+
+        Each user's directory is ``<root>/<escaped volume name>``, created on
+        first use and owned by the user's uid. Escaped names contain only
+        ``[a-z0-9-]``, so no username can reach outside the root.
+        """,
+    )
+
+    remove_volumes_on_user_delete = Bool(
+        False,
+        config=True,
+        help="""
+        Delete a user's notebook volume when the user (or, with
+        ``volume_per_server``, the named server) is deleted from the hub.
+
+        Off by default: stopping or deleting never destroys students' work
+        unless an admin asks for it here. Host directories
+        (``volume_host_root``) are never deleted.
+        """,
+    )
+
+    shm_size_per_gpu = Unicode(
+        "2G",
+        config=True,
+        help="""
+        /dev/shm per GPU for GPU profiles that set no ``shm_size``. NCCL and
+        data loaders exchange tensors through /dev/shm; Docker's 64M default
+        makes multi-GPU jobs fail.
+        """,
+    )
+
+    options_form_template = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="""
+        Path to a Jinja2 template that replaces the built-in options form.
+        It is rendered with autoescape on and gets ``choices`` (each with
+        ``profile``, ``available``, ``availability`` and ``resources``),
+        ``selected`` (a slug) and ``notice`` (why the last server stopped).
+        The submitted form must contain only a ``profile`` field.
         """,
     )
 
@@ -266,6 +376,26 @@ class TFSpawner(DockerSpawner):
                 limits.parse_bytes(self.shm_size)
             except ValueError as e:
                 raise ConfigError(f"TFSpawner.shm_size: {e}") from None
+        if self.uid_strategy not in identity.STRATEGIES:
+            raise ConfigError(
+                f"TFSpawner.uid_strategy: {self.uid_strategy!r} is not one of "
+                f"{', '.join(identity.STRATEGIES)}"
+            )
+        if self.uid_strategy == "callable" and not callable(self.uid_callable):
+            raise ConfigError("TFSpawner.uid_callable: must be set when uid_strategy is 'callable'")
+        try:
+            limits.parse_bytes(self.shm_size_per_gpu)
+        except ValueError as e:
+            raise ConfigError(f"TFSpawner.shm_size_per_gpu: {e}") from None
+        if self.volume_host_root is not None and not self.volume_host_root.startswith("/"):
+            raise ConfigError("TFSpawner.volume_host_root: must be an absolute path")
+        if self.options_form_template:
+            try:
+                form.environment(self.options_form_template).get_template(
+                    os.path.basename(self.options_form_template)
+                )
+            except Exception as e:
+                raise ConfigError(f"TFSpawner.options_form_template: {e}") from None
         for name, cap in [("gpu_limit_per_user", self.gpu_limit_per_user)] + [
             (f"gpu_limit_per_group[{g!r}]", c) for g, c in self.gpu_limit_per_group.items()
         ]:
@@ -347,20 +477,29 @@ class TFSpawner(DockerSpawner):
 
     gpu_ids = List(Unicode())
     profile_slug = Unicode("")
+    # Why the last server stopped on its own; shown on the next visit.
+    stop_reason = Unicode("")
 
     def get_state(self):
         state = super().get_state()
         if self.object_id:
             state["gpu_ids"] = list(self.gpu_ids)
+        # Kept after a stop: the next spawn preselects it and explains the stop.
+        if self.profile_slug:
             state["profile"] = self.profile_slug
+        if self.stop_reason:
+            state["stop_reason"] = self.stop_reason
         return state
 
     def load_state(self, state):
         super().load_state(state)
         self.gpu_ids = state.get("gpu_ids", [])
         self.profile_slug = state.get("profile", "")
+        self.stop_reason = state.get("stop_reason", "")
 
     def clear_state(self):
+        # JupyterHub clears state on every stop; the profile and stop reason
+        # outlive the server on purpose.
         super().clear_state()
         self.gpu_ids = []
 
@@ -380,20 +519,152 @@ class TFSpawner(DockerSpawner):
 
     # --- identity ------------------------------------------------------------------
 
-    def container_user(self) -> str:
-        uid = identity.stable_uid(self.uid_base, self.user.id)
+    async def resolve_ids(self) -> tuple[int, int]:
+        """This user's ``(uid, gid)``; refuse the spawn with a clear message if unsafe."""
         try:
-            return identity.container_user(uid, self.gid)
+            if self.uid_strategy == "callable":
+                value = self.uid_callable(self)
+                if inspect.isawaitable(value):
+                    value = await value
+                uid, gid = identity.parse_ids(value, self.gid, "TFSpawner.uid_callable")
+            else:
+                uid, gid = identity.resolve(
+                    self.uid_strategy,
+                    username=self.user.name,
+                    hub_user_id=self.user.id,
+                    base=self.uid_base,
+                    default_gid=self.gid,
+                    static_map=self.uid_map,
+                    passwd_lookup=_passwd_ids,
+                )
+            identity.container_user(uid, gid)
         except identity.UnsafeIdentity as e:
             raise spawn_refused(
                 f"Your server cannot start: {e}. Please tell the hub's administrator.",
                 reason="identity",
             ) from None
+        return uid, gid
+
+    @property
+    def passwd_name(self) -> str:
+        return identity.passwd_name(self.user.name, "u-" + naming.escape(self.user.name))
+
+    async def _write_passwd(self, container_id: str) -> None:
+        """Give the container a passwd entry, so `whoami` names the hub user."""
+        texts = {}
+        for name in ("passwd", "group"):
+            stream, _ = await self.docker("get_archive", container_id, f"/etc/{name}")
+            texts[name] = _read_tar_member(b"".join(stream), name)
+        passwd, group = identity.with_user(
+            texts["passwd"],
+            texts["group"],
+            name=self.passwd_name,
+            uid=self._ids[0],
+            gid=self._ids[1],
+            home=self.notebook_dir,
+        )
+        archive = _tar({"passwd": passwd, "group": group})
+        await self.docker("put_archive", container_id, "/etc", archive)
+
+    # --- volumes -------------------------------------------------------------------
+
+    @property
+    def volume_name(self) -> str:
+        return volumes.volume_name(
+            self.hub_name, self.user.name, self.name, per_server=self.volume_per_server
+        )
+
+    def _volume_source(self) -> str:
+        if self.volume_host_root:
+            return volumes.host_path(self.volume_host_root, self.volume_name)
+        return self.volume_name
+
+    async def _prepare_volume(self) -> None:
+        """Create the user's volume on first use and hand it to their uid."""
+        uid, gid = self._ids
+        if self.volume_host_root:
+            mount = "/mnt/tfspawner-root"
+            script = volumes.bind_init_script(mount, self.volume_name, uid, gid)
+            await self._run_init(script, {self.volume_host_root: {"bind": mount, "mode": "rw"}})
+            return
+        try:
+            await self.docker("inspect_volume", self.volume_name)
+            return
+        except NotFound:
+            pass
+        self._report("Creating your notebook volume", 15)
+        labels = containerspec.labels(
+            hub=self.hub_name, user=self.user.name, server=self.name, image=self.image
+        )
+        await self.docker("create_volume", name=self.volume_name, labels=labels)
+        try:
+            # Mounted where the user's container mounts it, so the image's files
+            # there are copied in first and handed over too.
+            script = volumes.init_script(self.notebook_dir, uid, gid)
+            await self._run_init(
+                script, {self.volume_name: {"bind": self.notebook_dir, "mode": "rw"}}
+            )
+        except BaseException:
+            # The volume is new and empty: removing it loses nothing.
+            await self.docker("remove_volume", self.volume_name)
+            raise
+
+    async def _run_init(self, script: str, binds: dict) -> None:
+        """Run ``script`` as root in a throwaway container that can only change ownership."""
+        host_config = self.client.create_host_config(
+            binds=binds,
+            network_mode="none",
+            cap_drop=["ALL"],
+            cap_add=["CHOWN", "DAC_OVERRIDE", "FOWNER"],
+            security_opt=["no-new-privileges"],
+        )
+        container = await self.docker(
+            "create_container",
+            image=self.image,
+            entrypoint=["/bin/sh", "-c"],
+            command=[script],
+            user="0:0",
+            labels={
+                containerspec.LABEL_HUB: self.hub_name,
+                containerspec.LABEL_PREFIX + "init": "true",
+            },
+            host_config=host_config,
+        )
+        try:
+            await self.docker("start", container["Id"])
+            result = await self.docker("wait", container["Id"], timeout=120)
+            if result.get("StatusCode") != 0:
+                logs = (await self.docker("logs", container["Id"])).decode(errors="replace")
+                self.log.error("Volume set-up for %s failed: %s", self.owner, logs.strip())
+                raise spawn_refused(
+                    "Your notebook storage could not be prepared, so your server was not "
+                    "started. Please tell the hub's administrator.",
+                    reason="volume",
+                    status_code=500,
+                )
+        finally:
+            await self.docker("remove_container", container["Id"], force=True)
+
+    async def delete_forever(self):
+        if self.volume_host_root or not self.remove_volumes_on_user_delete:
+            self.log.info("Keeping the notebooks of %s in %s", self.owner, self._volume_source())
+            return
+        if self.name and not self.volume_per_server:
+            return  # the shared volume belongs to the user, not this named server
+        try:
+            await self.docker("remove_volume", self.volume_name)
+            self.log.info("Removed volume %s of deleted %s", self.volume_name, self.owner)
+        except NotFound:
+            pass
 
     # --- options -------------------------------------------------------------------
 
     def _user_groups(self) -> list[str]:
         return [group.name for group in getattr(self.user, "groups", [])]
+
+    def _allowed(self, available: list[profiles.Profile]) -> list[profiles.Profile]:
+        is_admin = bool(getattr(self.user, "admin", False))
+        return [p for p in available if p.allowed_for(self._user_groups(), is_admin)]
 
     def choose_profile(self, available: list[profiles.Profile]) -> profiles.Profile:
         try:
@@ -402,9 +673,34 @@ class TFSpawner(DockerSpawner):
                 available,
                 groups=self._user_groups(),
                 is_admin=bool(getattr(self.user, "admin", False)),
+                last=self.profile_slug,
             )
         except profiles.OptionsError as e:
             raise spawn_refused(str(e), reason="options", status_code=400) from None
+
+    async def get_options_form(self):
+        """The profile form with live GPU availability; none if there is nothing to choose."""
+        _, available = self.check_config()
+        allowed = self._allowed(available)
+        if len(allowed) <= 1 and not self.stop_reason:
+            return ""
+        pool = (await self.hub_context()).pool
+        choices = form.choices(
+            allowed,
+            free_gpus=len(pool.free()),
+            total_gpus=pool.total,
+            default_mem=self.mem_limit,
+            default_cpu=self.cpu_limit,
+        )
+        last = (self.user_options or {}).get("profile") or self.profile_slug
+        if not last:
+            last = profiles.default_profile(available).slug
+        return form.render(
+            choices,
+            selected=last,
+            notice=self.stop_reason,
+            template_path=self.options_form_template,
+        )
 
     def options_from_form(self, formdata):
         try:
@@ -435,8 +731,7 @@ class TFSpawner(DockerSpawner):
 
     # --- image ---------------------------------------------------------------------
 
-    async def pull_image(self, image):
-        """Pull by digest when absent, then check the local image carries the pin."""
+    async def _pull_and_verify(self, image):
         ref = imageref.parse(image)
         if not ref.pinned:
             self.log.warning("Starting %s from unpinned image %s", self._log_name, image)
@@ -509,6 +804,7 @@ class TFSpawner(DockerSpawner):
 
     async def start(self):
         self._event_list = []
+        self._pulled = None
         try:
             refs, available = self.check_config()
         except ConfigError as e:
@@ -518,14 +814,18 @@ class TFSpawner(DockerSpawner):
                 status_code=500,
             ) from None
         profile = self.choose_profile(available)
-        self.user_options = {**(self.user_options or {}), "profile": profile.slug}
+        self._profile = profile
         self.profile_slug = profile.slug
+        self.user_options = {**(self.user_options or {}), "profile": profile.slug}
+        if self.orm_spawner is not None:
+            # JupyterHub 6's admin panel shows this in its Profile column.
+            self.orm_spawner.user_options = dict(self.user_options)
         self.image = str(refs[profile.image])
         if profile.cpu_limit is not None:
             self.cpu_limit = profile.cpu_limit
         if profile.mem_limit is not None:
             self.mem_limit = profile.mem_limit
-        self._profile_shm_size = profile.shm_size
+        self._ids = await self.resolve_ids()
 
         context = await self.hub_context()
         # A new start replaces whatever this server held before.
@@ -545,11 +845,15 @@ class TFSpawner(DockerSpawner):
             names = ", ".join(context.pool.gpu(i).describe() for i in self.gpu_ids)
             self._report(f"Assigned {names}", 10)
         try:
-            return await super().start()
+            await self.pull_image(self.image)
+            await self._prepare_volume()
+            result = await super().start()
         except BaseException:
             await self._release_gpus("start failed")
             await self._remove_failed_container()
             raise
+        self.stop_reason = ""
+        return result
 
     async def _remove_failed_container(self) -> None:
         if not self.object_id:
@@ -562,10 +866,31 @@ class TFSpawner(DockerSpawner):
 
     async def poll(self):
         await self._sync_gpus_with_pool()
-        status = await super().poll()
-        if status is not None and not (self._spawn_pending or self._start_pending):
+        container = await self.get_object()
+        if container is None:
+            status = 0
+        elif container["State"]["Running"]:
+            return None
+        else:
+            state = container["State"]
+            status = f"ExitCode={state['ExitCode']}, OOMKilled={state.get('OOMKilled')}"
+            self.stop_reason = self._explain_exit(state, container["HostConfig"].get("Memory"))
+        if not (self._spawn_pending or self._start_pending):
             await self._release_gpus(f"server not running: {status}")
         return status
+
+    def _explain_exit(self, state: dict, memory: int | None) -> str:
+        if state.get("OOMKilled"):
+            limit = f" {limits.format_bytes(memory)}" if memory else ""
+            return (
+                f"Your server was stopped because it used more than its{limit} memory limit. "
+                "Your saved files are safe; free memory in your notebooks (or pick a larger "
+                "profile) and start it again."
+            )
+        return (
+            f"Your server stopped unexpectedly (exit code {state.get('ExitCode')}). "
+            "Your saved files are safe; start it again."
+        )
 
     async def stop(self, now=False):
         try:
@@ -573,11 +898,19 @@ class TFSpawner(DockerSpawner):
         finally:
             await self._release_gpus("stopped")
 
+    async def pull_image(self, image):
+        """Pull by digest when absent, then check the local image carries the pin."""
+        if getattr(self, "_pulled", None) == image:
+            return
+        await self._pull_and_verify(image)
+        self._pulled = image
+
     # --- container -----------------------------------------------------------------
 
     def get_env(self):
         env = super().get_env()
         env.update(containerspec.gpu_environment(self.gpu_ids))
+        env["HOME"] = self.notebook_dir
         return env
 
     async def _evaluated(self, value):
@@ -586,23 +919,37 @@ class TFSpawner(DockerSpawner):
             value = await value
         return self._render_templates(value)
 
+    def _shm_size(self, profile: profiles.Profile):
+        if profile.shm_size is not None:
+            return profile.shm_size
+        if profile.gpus:
+            return profile.gpus * limits.parse_bytes(self.shm_size_per_gpu)
+        return self.shm_size
+
+    def _binds(self, profile: profiles.Profile) -> dict:
+        binds = dict(self.volume_binds)
+        binds[self._volume_source()] = {"bind": self.notebook_dir, "mode": "rw"}
+        for dataset in profile.datasets:
+            binds[dataset.source] = {"bind": dataset.target, "mode": "ro"}
+        return binds
+
     async def create_object(self):
+        profile = self._profile
         extra_create = await self._evaluated(self.extra_create_kwargs)
         extra_host = await self._evaluated(self.extra_host_config)
-        shm_size = getattr(self, "_profile_shm_size", None) or self.shm_size
         host_kwargs = containerspec.host_config(
             extra=extra_host,
             network_mode=self.network_name,
             port_bindings=None if self.use_internal_ip else {self.port: (self.host_ip,)},
-            binds=self.volume_binds,
+            binds=self._binds(profile),
             mounts=self.mount_binds,
-            auto_remove=self.remove,
+            auto_remove=False,
             mem_limit=self.mem_limit,
             cpu_limit=self.cpu_limit,
             pids_limit=self.pids_limit,
             cap_add=self.cap_add,
             gpu_ids=self.gpu_ids,
-            shm_size=shm_size,
+            shm_size=self._shm_size(profile),
         )
         kwargs = containerspec.create_kwargs(
             image=self.image,
@@ -617,13 +964,38 @@ class TFSpawner(DockerSpawner):
                 gpu_ids=self.gpu_ids,
                 profile=self.profile_slug,
             ),
-            user=self.container_user(),
+            user=identity.container_user(*self._ids),
             port=self.port,
-            volumes=self.volume_mount_points,
+            volumes=[],
             extra=extra_create,
         )
         kwargs["host_config"] = self.client.create_host_config(**host_kwargs)
-        return await self.docker("create_container", **kwargs)
+        container = await self.docker("create_container", **kwargs)
+        self.object_id = container["Id"]
+        await self._write_passwd(container["Id"])
+        return container
+
+
+def _passwd_ids(username: str) -> tuple[int, int]:
+    entry = pwd.getpwnam(username)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _read_tar_member(data: bytes, name: str) -> str:
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        member = archive.extractfile(name)
+        return member.read().decode() if member else ""
+
+
+def _tar(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def _install_hub_hooks() -> None:

@@ -63,6 +63,16 @@ def test_validate_profiles():
         ([RAW[0], RAW[0]], "'slug' is used by another profile"),
         ([RAW[0], {**RAW[1], "default": True}], "more than one profile"),
         (["cpu"], "profile #1 must be a dict"),
+        ([{**RAW[0], "datasets": [{"source": "x"}]}], "each of 'datasets' must be"),
+        ([{**RAW[0], "datasets": [{"source": "x", "target": "data"}]}], "must be an absolute path"),
+        (
+            [{**RAW[0], "datasets": [{"source": "x", "target": "/a/../etc"}]}],
+            "must be an absolute path",
+        ),
+        (
+            [{**RAW[0], "datasets": [{"source": "../x", "target": "/data"}]}],
+            "must be a volume name or an absolute host path",
+        ),
     ],
 )
 def test_validate_profiles_refuses(raw, message):
@@ -100,6 +110,33 @@ def test_validate_user_options(options, groups, admin, slug):
 def test_validate_user_options_refuses(options, message):
     with pytest.raises(OptionsError, match=message):
         profiles.validate_user_options(options, checked(), groups=[], is_admin=False)
+
+
+def test_datasets():
+    [profile] = profiles.validate_profiles(
+        [
+            {
+                **RAW[0],
+                "datasets": [
+                    {"source": "course-2026", "target": "/data"},
+                    {"source": "/srv/share", "target": "/share"},
+                ],
+            }
+        ],
+        IMAGES,
+    )
+    assert [(d.source, d.target) for d in profile.datasets] == [
+        ("course-2026", "/data"),
+        ("/srv/share", "/share"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("last", "slug"), [("gpu", "gpu"), ("lab", "cpu"), ("gone", "cpu"), ("", "cpu")]
+)
+def test_empty_options_reuse_the_last_allowed_profile(last, slug):
+    chosen = profiles.validate_user_options({}, checked(), groups=[], is_admin=False, last=last)
+    assert chosen.slug == slug
 
 
 def test_default_falls_back_to_an_allowed_profile():

@@ -1,0 +1,349 @@
+# JupyterHub configuration for a tfspawner hub: TensorFlow 2.9 servers on one
+# Docker host, with CPU and GPU profiles.
+#
+# Everything an admin changes is read from TFSPAWNER_* environment variables:
+# deploy/compose.yaml passes them into the hub container, and the systemd unit
+# reads them from /etc/tfspawner/hub.env. A required variable that is missing
+# stops the hub with a message that names it. Check a set of variables without
+# starting a hub:
+#
+#   python3 -c "from traitlets.config import PyFileConfigLoader as L; L('jupyterhub_config.py').load_config()"
+#
+# The variables, by section below:
+#
+#   Mode            TFSPAWNER_LOCAL_MODE (1: local development on the test bed)
+#   Network         TFSPAWNER_PUBLIC_IP, TFSPAWNER_PUBLIC_PORT, TFSPAWNER_NETWORK,
+#                   TFSPAWNER_HUB_IP, TFSPAWNER_HUB_CONNECT_IP,
+#                   TFSPAWNER_SSL_CERT, TFSPAWNER_SSL_KEY
+#   State           TFSPAWNER_DB_URL
+#   Login           TFSPAWNER_AUTHENTICATOR (native | generic-oauth | dummy),
+#                   TFSPAWNER_ADMIN_USERS, TFSPAWNER_NATIVE_SIGNUP,
+#                   TFSPAWNER_OAUTH_* (see "Authentication")
+#   Servers         TFSPAWNER_HUB_NAME, TFSPAWNER_IMAGE_CPU, TFSPAWNER_IMAGE_GPU,
+#                   TFSPAWNER_GPU_POOL, TFSPAWNER_GPUS_PER_SERVER,
+#                   TFSPAWNER_GPU_GROUPS, TFSPAWNER_GPU_LIMIT_PER_USER,
+#                   TFSPAWNER_{CPU,GPU}_SERVER_{CPUS,MEM,SHM}, TFSPAWNER_START_TIMEOUT
+#   Load            TFSPAWNER_CONCURRENT_SPAWN_LIMIT, TFSPAWNER_ACTIVE_SERVER_LIMIT,
+#                   TFSPAWNER_NAMED_SERVER_LIMIT
+#   Culling         TFSPAWNER_IDLE_TIMEOUT, TFSPAWNER_GPU_IDLE_TIMEOUT
+import os
+import sys
+
+c = get_config()  # noqa: F821
+
+
+class ConfigError(RuntimeError):
+    """A TFSPAWNER_* variable is missing or invalid; the message names it."""
+
+
+def env(name, default=None):
+    """The variable's value; unset and empty both mean ``default``."""
+    value = os.environ.get(name, "").strip()
+    return value if value else default
+
+
+def required(name, why):
+    value = env(name)
+    if value is None:
+        raise ConfigError(f"{name} is not set: {why}")
+    return value
+
+
+def env_int(name, default):
+    value = env(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def env_float(name, default):
+    value = env(name)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {value!r}") from None
+
+
+def env_flag(name, default=False):
+    value = env(name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, not {value!r}")
+
+
+def env_list(name, default=""):
+    return [item.strip() for item in (env(name) or default).split(",") if item.strip()]
+
+
+# --- Mode ----------------------------------------------------------------------
+# Local mode runs against the test bed (`scripts/hub-up --local`): its pinned
+# TF stand-in image, two fake GPUs behind its stand-in NVIDIA hook, and the
+# dummy login. Never set it on a hub that others can reach.
+LOCAL_MODE = env_flag("TFSPAWNER_LOCAL_MODE")
+
+# --- Network -------------------------------------------------------------------
+# Users reach the proxy here. In the compose deployment it is the container's
+# port, published on the host at the same number.
+c.JupyterHub.bind_url = (
+    f"http://{env('TFSPAWNER_PUBLIC_IP', '')}:{env_int('TFSPAWNER_PUBLIC_PORT', 8000)}"
+)
+# TLS is usually terminated by the university's reverse proxy; give the hub
+# a certificate only when it faces users directly.
+if env("TFSPAWNER_SSL_CERT") or env("TFSPAWNER_SSL_KEY"):
+    c.JupyterHub.ssl_cert = required(
+        "TFSPAWNER_SSL_CERT", "TFSPAWNER_SSL_KEY needs its certificate"
+    )
+    c.JupyterHub.ssl_key = required("TFSPAWNER_SSL_KEY", "TFSPAWNER_SSL_CERT needs its key")
+
+NETWORK = env("TFSPAWNER_NETWORK")
+if NETWORK:
+    # The hub runs in a container on this Docker network (deploy/compose.yaml):
+    # user containers join it and reach the hub by its container name, and the
+    # proxy reaches them by their address on it. Nothing is published per user.
+    c.DockerSpawner.network_name = NETWORK
+    c.DockerSpawner.use_internal_ip = True
+    c.JupyterHub.hub_ip = env("TFSPAWNER_HUB_IP", "0.0.0.0")
+    c.JupyterHub.hub_connect_ip = env("TFSPAWNER_HUB_CONNECT_IP", "tfspawner-hub")
+else:
+    # The hub runs on the host (deploy/systemd): user containers are on the
+    # default bridge and reach it through the bridge's gateway. Their ports are
+    # published on the host's loopback only, for the proxy.
+    c.JupyterHub.hub_ip = env("TFSPAWNER_HUB_IP", "172.17.0.1")
+    c.JupyterHub.hub_connect_ip = env("TFSPAWNER_HUB_CONNECT_IP", c.JupyterHub.hub_ip)
+    c.DockerSpawner.host_ip = "127.0.0.1"
+
+# --- State ---------------------------------------------------------------------
+# The working directory holds the SQLite database and the cookie secret (the
+# /srv/jupyterhub volume in the compose deployment). Use PostgreSQL for large
+# classes: TFSPAWNER_DB_URL=postgresql://hub:PASSWORD@db/jupyterhub
+if env("TFSPAWNER_DB_URL"):
+    c.JupyterHub.db_url = env("TFSPAWNER_DB_URL")
+# Restarting or upgrading the hub must not stop a class's running servers:
+# they keep running, and the hub picks them (and their GPUs, from container
+# labels) up again when it comes back.
+c.JupyterHub.cleanup_servers = False
+
+# --- Authentication ------------------------------------------------------------
+AUTHENTICATOR = env("TFSPAWNER_AUTHENTICATOR", "dummy" if LOCAL_MODE else "native")
+ADMINS = set(env_list("TFSPAWNER_ADMIN_USERS", "admin" if LOCAL_MODE else ""))
+c.Authenticator.admin_users = ADMINS
+
+if AUTHENTICATOR == "native":
+    # Accounts with passwords kept by the hub. People sign up at /hub/signup
+    # and an admin approves each one at /hub/authorize; admins listed in
+    # TFSPAWNER_ADMIN_USERS are approved when they sign up, so sign the admin
+    # account up as soon as the hub first starts.
+    if not ADMINS:
+        raise ConfigError(
+            "TFSPAWNER_ADMIN_USERS is not set: with the native authenticator an admin "
+            "must approve every sign-up, so name at least one (comma-separated)"
+        )
+    c.JupyterHub.authenticator_class = "native"
+    c.NativeAuthenticator.open_signup = False
+    c.NativeAuthenticator.enable_signup = env_flag("TFSPAWNER_NATIVE_SIGNUP", True)
+    c.NativeAuthenticator.minimum_password_length = 10
+    c.NativeAuthenticator.check_common_password = True
+    c.NativeAuthenticator.allowed_failed_logins = 5
+    c.NativeAuthenticator.seconds_before_next_try = 600
+    # Only approved accounts can log in at all, so every one of them may.
+    c.Authenticator.allow_all = True
+elif AUTHENTICATOR == "generic-oauth":
+    # The university's identity provider (Keycloak, Shibboleth's OIDC
+    # provider, Azure AD, ...) over OAuth2 / OpenID Connect.
+    why = "TFSPAWNER_AUTHENTICATOR=generic-oauth needs the identity provider's settings"
+    c.JupyterHub.authenticator_class = "generic-oauth"
+    c.GenericOAuthenticator.client_id = required("TFSPAWNER_OAUTH_CLIENT_ID", why)
+    c.GenericOAuthenticator.client_secret = required("TFSPAWNER_OAUTH_CLIENT_SECRET", why)
+    # e.g. https://jupyter.example.edu/hub/oauth_callback
+    c.GenericOAuthenticator.oauth_callback_url = required("TFSPAWNER_OAUTH_CALLBACK_URL", why)
+    c.GenericOAuthenticator.authorize_url = required("TFSPAWNER_OAUTH_AUTHORIZE_URL", why)
+    c.GenericOAuthenticator.token_url = required("TFSPAWNER_OAUTH_TOKEN_URL", why)
+    c.GenericOAuthenticator.userdata_url = required("TFSPAWNER_OAUTH_USERDATA_URL", why)
+    c.GenericOAuthenticator.scope = env_list("TFSPAWNER_OAUTH_SCOPE", "openid,profile,email")
+    c.GenericOAuthenticator.username_claim = env(
+        "TFSPAWNER_OAUTH_USERNAME_CLAIM", "preferred_username"
+    )
+    c.GenericOAuthenticator.login_service = env("TFSPAWNER_OAUTH_LOGIN_SERVICE", "university login")
+    allowed_groups = set(env_list("TFSPAWNER_OAUTH_ALLOWED_GROUPS"))
+    admin_groups = set(env_list("TFSPAWNER_OAUTH_ADMIN_GROUPS"))
+    if allowed_groups or admin_groups:
+        # The provider's groups become hub groups, so profile "groups" (e.g.
+        # TFSPAWNER_GPU_GROUPS) can follow the university's own lists.
+        c.GenericOAuthenticator.manage_groups = True
+        c.GenericOAuthenticator.auth_state_groups_key = env(
+            "TFSPAWNER_OAUTH_GROUPS_KEY", "oauth_user.groups"
+        )
+        c.GenericOAuthenticator.allowed_groups = allowed_groups
+        c.GenericOAuthenticator.admin_groups = admin_groups
+    # Everyone the provider knows may log in only when the admin says so.
+    c.GenericOAuthenticator.allow_all = env_flag("TFSPAWNER_OAUTH_ALLOW_ALL")
+    if not (allowed_groups or c.GenericOAuthenticator.allow_all):
+        raise ConfigError(
+            "TFSPAWNER_OAUTH_ALLOWED_GROUPS is not set: name the provider groups that may "
+            "log in, or set TFSPAWNER_OAUTH_ALLOW_ALL=1 to let everyone the provider knows in"
+        )
+elif AUTHENTICATOR == "dummy":
+    if not LOCAL_MODE:
+        raise ConfigError(
+            "TFSPAWNER_AUTHENTICATOR=dummy lets anyone log in as anyone with any password; "
+            "it is allowed only with TFSPAWNER_LOCAL_MODE=1 (local development)"
+        )
+    c.JupyterHub.authenticator_class = "dummy"
+    c.Authenticator.allow_all = True
+else:
+    raise ConfigError(
+        f"TFSPAWNER_AUTHENTICATOR must be native, generic-oauth or dummy, not {AUTHENTICATOR!r}"
+    )
+
+# --- Servers -------------------------------------------------------------------
+c.JupyterHub.spawner_class = "tfspawner"
+# Two hubs on one Docker engine need different names: containers, GPU
+# assignments and volumes are found by it.
+c.TFSpawner.hub_name = env("TFSPAWNER_HUB_NAME", "local" if LOCAL_MODE else "jupyterhub")
+
+# Fake GPUs only exist behind the test bed's stand-in NVIDIA hook.
+# "auto" asks NVML; in a container that needs deploy/compose.gpu.yaml.
+GPU_POOL = env("TFSPAWNER_GPU_POOL", "0,1" if LOCAL_MODE else "")
+if GPU_POOL == "auto":
+    c.TFSpawner.gpu_pool = "auto"
+else:
+    c.TFSpawner.gpu_pool = env_list("TFSPAWNER_GPU_POOL", GPU_POOL)
+# Without a pool the hub offers the CPU profile only.
+HAS_GPUS = bool(GPU_POOL)
+
+# Images are pinned by digest (`tfspawner images pin REF` prints the pinned
+# form); deploy/images builds them from the official TF 2.9 Jupyter images.
+# Local mode defaults both to the test bed's TF stand-in.
+
+
+def image(name):
+    if env(name):
+        return env(name)
+    if LOCAL_MODE:
+        return required(
+            "TFSPAWNER_TEST_TF_IMAGE",
+            f"local mode uses the test bed's image unless {name} is set (source .testbed/env)",
+        )
+    return required(
+        name, "give the image pinned by digest, e.g. registry.example.edu/tf/2.9@sha256:..."
+    )
+
+
+c.TFSpawner.images = {
+    "tf-cpu": image("TFSPAWNER_IMAGE_CPU"),
+    **({"tf-gpu": image("TFSPAWNER_IMAGE_GPU")} if HAS_GPUS else {}),
+}
+
+gpus_per_server = env_int("TFSPAWNER_GPUS_PER_SERVER", 1)
+cpu_server = {
+    "cpus": env_float("TFSPAWNER_CPU_SERVER_CPUS", 2.0),
+    "mem": env("TFSPAWNER_CPU_SERVER_MEM", "4G"),
+    "shm": env("TFSPAWNER_CPU_SERVER_SHM", "1G"),
+}
+gpu_server = {
+    "cpus": env_float("TFSPAWNER_GPU_SERVER_CPUS", 8.0),
+    "mem": env("TFSPAWNER_GPU_SERVER_MEM", "32G"),
+    # NCCL and tf.data exchange tensors through /dev/shm.
+    "shm": env("TFSPAWNER_GPU_SERVER_SHM", "8G"),
+}
+PROFILES = [
+    {
+        "slug": "tf29-cpu",
+        "display_name": "TensorFlow 2.9, CPU",
+        "description": f"{cpu_server['cpus']:g} CPUs, {cpu_server['mem']} memory, no GPU",
+        "image": "tf-cpu",
+        "gpus": 0,
+        "cpu_limit": cpu_server["cpus"],
+        "mem_limit": cpu_server["mem"],
+        "shm_size": cpu_server["shm"],
+        "groups": [],
+        "default": True,
+    }
+]
+if HAS_GPUS:
+    PROFILES.append(
+        {
+            "slug": "tf29-gpu",
+            "display_name": f"TensorFlow 2.9, {gpus_per_server} GPU"
+            + ("s" if gpus_per_server > 1 else ""),
+            "description": f"{gpus_per_server} GPU(s) for this server only, "
+            f"{gpu_server['cpus']:g} CPUs, {gpu_server['mem']} memory",
+            "image": "tf-gpu",
+            "gpus": gpus_per_server,
+            "cpu_limit": gpu_server["cpus"],
+            "mem_limit": gpu_server["mem"],
+            "shm_size": gpu_server["shm"],
+            # Empty: everyone may ask for a GPU. Admins always may.
+            "groups": env_list("TFSPAWNER_GPU_GROUPS"),
+            "default": False,
+        }
+    )
+c.TFSpawner.profiles = PROFILES
+# Across all of a user's servers, named ones included.
+c.TFSpawner.gpu_limit_per_user = env_int("TFSPAWNER_GPU_LIMIT_PER_USER", gpus_per_server)
+
+# The first start on a host pulls the image (several GB for the GPU image);
+# pre-pull with `tfspawner images pull` to make first starts fast.
+c.Spawner.start_timeout = env_int("TFSPAWNER_START_TIMEOUT", 600)
+c.Spawner.http_timeout = 120
+
+# --- Load ----------------------------------------------------------------------
+# A lecture hall pressing "Start" at once: spawns beyond this limit are told
+# to retry (HTTP 429) instead of piling onto dockerd, which creates containers
+# one at a time. 50 in flight keeps a 16-core host responsive; lower it on
+# small hosts.
+c.JupyterHub.concurrent_spawn_limit = env_int("TFSPAWNER_CONCURRENT_SPAWN_LIMIT", 50)
+# 0: no cap on running servers; set it to what the host's memory holds.
+c.JupyterHub.active_server_limit = env_int("TFSPAWNER_ACTIVE_SERVER_LIMIT", 0)
+
+# Named servers let one person keep a CPU server for notes and a GPU server
+# for training; the GPU cap above still holds across them.
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = env_int("TFSPAWNER_NAMED_SERVER_LIMIT", 3)
+
+# --- Culling -------------------------------------------------------------------
+# jupyterhub-idle-culler stops servers idle for TFSPAWNER_IDLE_TIMEOUT seconds,
+# and GPU servers after TFSPAWNER_GPU_IDLE_TIMEOUT (deploy/idle_culler_config.py
+# tells them apart by profile). Stopping releases the server's GPUs; the
+# user's files stay on their volume.
+idle_timeout = env_int("TFSPAWNER_IDLE_TIMEOUT", 3600)
+gpu_idle_timeout = env_int("TFSPAWNER_GPU_IDLE_TIMEOUT", 1800)
+shortest = min(idle_timeout, gpu_idle_timeout) if HAS_GPUS else idle_timeout
+c.JupyterHub.services = [
+    {
+        "name": "idle-culler",
+        "command": [
+            sys.executable,
+            "-m",
+            "jupyterhub_idle_culler",
+            f"--timeout={idle_timeout}",
+            # Check often enough that no server outlives its limit by much.
+            f"--cull-every={max(10, shortest // 4)}",
+            "--config="
+            + os.path.join(
+                os.path.dirname(os.path.abspath(__file__)), "deploy", "idle_culler_config.py"
+            ),
+        ],
+        "environment": {
+            "TFSPAWNER_GPU_PROFILES": ",".join(p["slug"] for p in PROFILES if p["gpus"]),
+            "TFSPAWNER_DEFAULT_PROFILE": next(p["slug"] for p in PROFILES if p["default"]),
+            "TFSPAWNER_GPU_IDLE_TIMEOUT": str(gpu_idle_timeout),
+        },
+    }
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": ["idle-culler"],
+    }
+]
