@@ -156,6 +156,27 @@ if AUTHENTICATOR == "native":
     c.NativeAuthenticator.seconds_before_next_try = 600
     # Only approved accounts can log in at all, so every one of them may.
     c.Authenticator.allow_all = True
+    # nativeauthenticator 1.3.0's login handler times logins with the statsd
+    # client that JupyterHub 6 removed, so every login fails with a 500.
+    # Give it a no-op one until a release drops it.
+    try:
+        from nativeauthenticator.handlers import LoginHandler as NativeLoginHandler
+    except ImportError:
+        pass  # JupyterHub says clearly that the "native" class is missing.
+    else:
+        if not hasattr(NativeLoginHandler, "statsd"):
+
+            class NoStatsd:
+                def timer(self, name):
+                    return self
+
+                def start(self):
+                    return self
+
+                def stop(self, send=True):
+                    pass
+
+            NativeLoginHandler.statsd = NoStatsd()
 elif AUTHENTICATOR == "generic-oauth":
     # The university's identity provider (Keycloak, Shibboleth's OIDC
     # provider, Azure AD, ...) over OAuth2 / OpenID Connect.
@@ -292,7 +313,9 @@ c.TFSpawner.profiles = PROFILES
 c.TFSpawner.gpu_limit_per_user = env_int("TFSPAWNER_GPU_LIMIT_PER_USER", gpus_per_server)
 
 # The first start on a host pulls the image (several GB for the GPU image);
-# pre-pull with `tfspawner images pull` to make first starts fast.
+# pre-pull with `tfspawner images pull -f jupyterhub_config.py` (in the hub
+# container: `docker exec tfspawner-hub tfspawner images pull -f
+# /srv/tfspawner/jupyterhub_config.py`) to make first starts fast.
 c.Spawner.start_timeout = env_int("TFSPAWNER_START_TIMEOUT", 600)
 c.Spawner.http_timeout = 120
 

@@ -116,6 +116,8 @@ def host_config(
         config["port_bindings"] = dict(port_bindings)
     if mem_limit is not None:
         config["mem_limit"] = mem_limit
+        # No swap beyond the limit: a runaway notebook is stopped, not the host slowed.
+        config["memswap_limit"] = mem_limit
     if shm_size is not None:
         config["shm_size"] = shm_size
     if cpu_limit is not None:

@@ -334,6 +334,12 @@ class TFSpawner(DockerSpawner):
     def _default_prefix(self):
         return "tfspawner"
 
+    def _object_name_default(self):
+        # Hub, user and server escaped injectively: two hubs on one engine, or
+        # two users whose names escape alike, never get the same container.
+        parts = [self.hub_name, self.user.name] + ([self.name] if self.name else [])
+        return f"{self.prefix}-{naming.join(*parts)}"
+
     @validate("image")
     def _validate_image(self, proposal):
         # Syntax only: whether pins are required depends on another trait,
@@ -877,6 +883,9 @@ class TFSpawner(DockerSpawner):
             self.stop_reason = self._explain_exit(state, container["HostConfig"].get("Memory"))
         if not (self._spawn_pending or self._start_pending):
             await self._release_gpus(f"server not running: {status}")
+            if container is not None and self.remove:
+                # The hub does not call stop() for a server that died; clean up here.
+                await self.remove_object()
         return status
 
     def _explain_exit(self, state: dict, memory: int | None) -> str:
@@ -928,7 +937,10 @@ class TFSpawner(DockerSpawner):
 
     def _binds(self, profile: profiles.Profile) -> dict:
         binds = dict(self.volume_binds)
-        binds[self._volume_source()] = {"bind": self.notebook_dir, "mode": "rw"}
+        # nocopy: the image's files were copied in when the volume was made;
+        # copying again into an empty volume would reset its owner to root.
+        mode = "rw" if self.volume_host_root else "rw,nocopy"
+        binds[self._volume_source()] = {"bind": self.notebook_dir, "mode": mode}
         for dataset in profile.datasets:
             binds[dataset.source] = {"bind": dataset.target, "mode": "ro"}
         return binds

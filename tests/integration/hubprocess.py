@@ -130,9 +130,15 @@ class Hub:
             all=True, filters={"label": f"{containerspec.LABEL_HUB}={self.hub_name}"}
         )
 
-    def remove_containers(self, client: docker.DockerClient) -> None:
+    def remove_containers(self, client: docker.DockerClient, volumes: bool = True) -> None:
         for container in self.containers(client):
             container.remove(force=True)
+        if volumes:
+            for volume in self.volumes(client):
+                volume.remove(force=True)
+
+    def volumes(self, client: docker.DockerClient):
+        return client.volumes.list(filters={"label": f"{containerspec.LABEL_HUB}={self.hub_name}"})
 
     def container_logs(self, client: docker.DockerClient) -> str:
         parts = []
@@ -142,6 +148,23 @@ class Hub:
         return "\n".join(parts) or "(no containers)"
 
     # --- REST ---------------------------------------------------------------------
+
+    async def login(self, name: str) -> httpx.AsyncClient:
+        """A cookie session for ``name``, as a browser gets from the login form."""
+        session = httpx.AsyncClient(base_url=self.url, timeout=60, follow_redirects=True)
+        await session.get("/hub/login")
+        xsrf = session.cookies.get("_xsrf", "")
+        r = await session.post(
+            "/hub/login", data={"username": name, "password": "any", "_xsrf": xsrf}
+        )
+        assert r.status_code == 200, r.text
+        return session
+
+    async def user_token(self, name: str) -> str:
+        async with self.client() as c:
+            r = await c.post(f"/hub/api/users/{name}/tokens", json={"note": "tests"})
+            assert r.status_code == 201, r.text
+            return r.json()["token"]
 
     async def create_user(self, name: str, admin: bool = False) -> None:
         async with self.client() as c:

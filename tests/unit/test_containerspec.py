@@ -40,7 +40,7 @@ def test_host_config_defaults():
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"mem_limit": "4G"}, {"mem_limit": "4G"}),
+        ({"mem_limit": "4G"}, {"mem_limit": "4G", "memswap_limit": "4G"}),
         ({"cpu_limit": 1.5}, {"cpu_period": 100_000, "cpu_quota": 150_000}),
         (
             {"cpu_limit": 2, "extra": {"cpu_period": 50_000}},
