@@ -13,8 +13,9 @@ except ImportError:  # JupyterHub 5.x
 def spawn_refused(message: str, *, reason: str, status_code: int = 400) -> web.HTTPError:
     """An error whose ``message`` a student can act on, with an HTTP status for REST callers."""
     if _SpawnException is not None:
-        return _SpawnException(message, reason=reason, status_code=status_code)
-    error = web.HTTPError(status_code, message, reason=reason)
-    # JupyterHub shows ``jupyterhub_message`` on the spawn page instead of a generic text.
+        error = _SpawnException(message, reason=reason, status_code=status_code)
+    else:
+        error = web.HTTPError(status_code, message, reason=reason)
+    # The hub's pages show ``jupyterhub_message`` as it is, not the exception's repr.
     error.jupyterhub_message = message
     return error

@@ -57,10 +57,10 @@ def _make_api_handler():
     from jupyterhub.apihandlers.base import APIHandler
 
     class GPUPoolAPIHandler(APIHandler):
-        """GET /hub/api/tfspawner/gpus: the pool, for admins (scope admin:servers)."""
+        """GET /hub/api/tfspawner/gpus: the pool, for those who may read every server."""
 
         async def get(self):
-            if "admin:servers" not in self.expanded_scopes:
+            if "read:servers" not in self.expanded_scopes:
                 raise web.HTTPError(403, "Only admins may see the GPU pool.")
             if _probe is None:
                 raise web.HTTPError(503, "The GPU pool is not ready yet.")

@@ -203,6 +203,8 @@ def options_from_form(formdata: Mapping[str, list[str]]) -> dict:
     """Form fields arrive as lists of strings; keep every key so unknown ones are refused."""
     options: dict[str, Any] = {}
     for key, values in formdata.items():
+        if key == "_xsrf":  # the hub's CSRF token travels with the form, it is no option
+            continue
         if len(values) != 1:
             raise OptionsError(f"The form field {key!r} must have exactly one value.")
         options[key] = values[0]

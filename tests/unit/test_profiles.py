@@ -149,7 +149,12 @@ def test_default_falls_back_to_an_allowed_profile():
 
 @pytest.mark.parametrize(
     ("formdata", "options"),
-    [({"profile": ["gpu"]}, {"profile": "gpu"}), ({}, {}), ({"x": ["1"]}, {"x": "1"})],
+    [
+        ({"profile": ["gpu"]}, {"profile": "gpu"}),
+        ({}, {}),
+        ({"x": ["1"]}, {"x": "1"}),
+        ({"profile": ["gpu"], "_xsrf": ["token"]}, {"profile": "gpu"}),
+    ],
 )
 def test_options_from_form(formdata, options):
     assert profiles.options_from_form(formdata) == options
