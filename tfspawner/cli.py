@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -100,6 +101,124 @@ def cmd_images_pull(args) -> int:
     return 0
 
 
+class Report:
+    """Doctor's findings, printed as they come; failures make the exit status 1."""
+
+    def __init__(self, out=sys.stdout):
+        self.out, self.failed = out, False
+
+    def ok(self, what: str, detail: str) -> None:
+        print(f"ok    {what}: {detail}", file=self.out)
+
+    def warn(self, what: str, detail: str) -> None:
+        print(f"warn  {what}: {detail}", file=self.out)
+
+    def fail(self, what: str, detail: str) -> None:
+        self.failed = True
+        print(f"FAIL  {what}: {detail}", file=self.out)
+
+
+def doctor(config_file: str, report: Report) -> None:
+    from .spawner import ConfigError
+
+    spawner = None
+    refs, profiles, gpus = {}, [], []
+    try:
+        spawner = load_spawner(config_file)
+        refs, profiles = spawner.check_config()
+        gpus = spawner.configured_gpus()
+        report.ok(
+            "config", f"{config_file}: {len(profiles)} profile(s), {len(gpus)} GPU(s) in the pool"
+        )
+    except (CommandError, ConfigError, ValueError) as e:
+        report.fail("config", str(e))
+
+    try:
+        client = engine()
+        info = client.info()
+        report.ok("engine", f"Docker {info.get('ServerVersion')} at {client.api.base_url}")
+    except CommandError as e:
+        report.fail("engine", str(e))
+        client = info = None
+
+    needs_gpu = any(p.gpus for p in profiles)
+    if info is not None:
+        runtimes = set(info.get("Runtimes") or {})
+        labels = info.get("Labels") or []
+        if "nvidia" in runtimes:
+            report.ok("gpu runtime", "the engine has the nvidia runtime")
+        elif any(label.startswith("tfspawner.testbed.gpu=") for label in labels):
+            report.ok("gpu runtime", "stand-in NVIDIA hook of the test bed (no real GPU)")
+        elif needs_gpu:
+            report.fail(
+                "gpu runtime",
+                "GPU profiles are configured but the engine has no nvidia runtime; install "
+                "the NVIDIA container toolkit (docs/nvidia-container-toolkit.md)",
+            )
+        else:
+            report.ok("gpu runtime", "none, and no profile asks for a GPU")
+
+    if client is not None:
+        for alias, ref in refs.items():
+            if not ref.pinned:
+                report.warn(f"image {alias}", f"{ref} is not pinned by digest")
+                continue
+            try:
+                image = client.images.get(str(ref))
+            except docker.errors.ImageNotFound:
+                report.fail(
+                    f"image {alias}", f"{ref} is not on this host; run `tfspawner images pull`"
+                )
+                continue
+            if any(ref.matches_repo_digest(d) for d in image.attrs.get("RepoDigests") or []):
+                report.ok(f"image {alias}", f"{ref.name} matches its pin {ref.digest[:19]}")
+            else:
+                report.fail(
+                    f"image {alias}", f"{ref} is present but does not carry its pinned digest"
+                )
+
+    proxy = shutil.which("configurable-http-proxy")
+    if proxy:
+        report.ok("proxy", proxy)
+    else:
+        report.fail(
+            "proxy",
+            "configurable-http-proxy is not on PATH; npm install -g configurable-http-proxy",
+        )
+
+
+def cmd_doctor(args) -> int:
+    report = Report()
+    doctor(args.config, report)
+    return 1 if report.failed else 0
+
+
+def cmd_gpus(args) -> int:
+    from . import containerspec, nvml
+
+    spawner = load_spawner(args.config)
+    try:
+        found = nvml.discover()
+        print("NVML found: " + ", ".join(f"{g.describe()} {g.uuid}" for g in found))
+    except nvml.GPUDiscoveryError as e:
+        print(f"NVML: {e}")
+    gpus = spawner.configured_gpus()
+    print(f"pool ({spawner.hub_name}): " + (", ".join(g.describe() for g in gpus) or "empty"))
+    holders = {}
+    for container in engine().containers.list(
+        filters=containerspec.label_filters(spawner.hub_name)
+    ):
+        for gpu_id in containerspec.gpus_from_labels(container.labels):
+            server = container.labels.get(containerspec.LABEL_SERVER) or ""
+            user = container.labels.get(containerspec.LABEL_USER, "?")
+            holders[gpu_id] = f"{user}/{server}" if server else user
+    for gpu in gpus:
+        print(f"  {gpu.id:>6}  {holders.get(gpu.id, 'free')}")
+    for gpu_id in sorted(set(holders) - {g.id for g in gpus}):
+        print(f"  {gpu_id:>6}  {holders[gpu_id]} (not in the configured pool)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfspawner", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pull_parser.add_argument("-f", "--config", default="jupyterhub_config.py")
     pull_parser.set_defaults(func=cmd_images_pull)
+
+    doctor_parser = commands.add_parser(
+        "doctor", help="check the engine, GPU runtime, images, proxy and config"
+    )
+    doctor_parser.add_argument("-f", "--config", default="jupyterhub_config.py")
+    doctor_parser.set_defaults(func=cmd_doctor)
+
+    gpus_parser = commands.add_parser(
+        "gpus", help="the GPU pool, what NVML finds, and who holds what (from engine labels)"
+    )
+    gpus_parser.add_argument("-f", "--config", default="jupyterhub_config.py")
+    gpus_parser.set_defaults(func=cmd_gpus)
     return parser
 
 

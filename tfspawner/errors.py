@@ -15,7 +15,7 @@ def spawn_refused(message: str, *, reason: str, status_code: int = 400) -> web.H
     if _SpawnException is not None:
         error = _SpawnException(message, reason=reason, status_code=status_code)
     else:
-        error = web.HTTPError(status_code, message, reason=reason)
+        error = web.HTTPError(status_code, message)
     # The hub's pages show ``jupyterhub_message`` as it is, not the exception's repr.
     error.jupyterhub_message = message
     return error
