@@ -18,6 +18,8 @@ LABEL_SERVER = LABEL_PREFIX + "server"
 LABEL_IMAGE = LABEL_PREFIX + "image"
 LABEL_GPUS = LABEL_PREFIX + "gpus"
 LABEL_PROFILE = LABEL_PREFIX + "profile"
+# Short-lived root containers that prepare a new volume.
+LABEL_INIT = LABEL_PREFIX + "init"
 
 # "void" makes the NVIDIA runtime expose no GPU, even when the image says "all"
 # and the host's default runtime is nvidia.

@@ -106,6 +106,26 @@ async def startup(app, spawner_class) -> None:
         app.log.error("TFSpawner: could not read containers from the engine yet: %s", e)
 
 
+def running_servers(app) -> set:
+    """Servers the hub's database says are running, after its own start-up checks."""
+    from jupyterhub import orm
+
+    from .gpupool import Owner
+
+    query = app.db.query(orm.Spawner).filter(orm.Spawner.server != None)  # noqa: E711
+    return {Owner(spawner.user.name, spawner.name) for spawner in query}
+
+
+async def remove_orphans(app) -> None:
+    """Containers whose spawn never finished (the hub died mid-spawn) hold GPUs; remove them."""
+    if _probe is None:
+        return
+    try:
+        await _probe.remove_orphans(running_servers(app))
+    except Exception as e:
+        app.log.error("TFSpawner: could not check for orphaned containers: %s", e)
+
+
 def _uses_tfspawner(app) -> bool:
     from .spawner import TFSpawner
 
@@ -136,9 +156,12 @@ def install() -> None:
 
     @functools.wraps(original_init_spawners)
     async def init_spawners(self):
-        if _uses_tfspawner(self):
-            await startup(self, self.spawner_class)
-        return await original_init_spawners(self)
+        if not _uses_tfspawner(self):
+            return await original_init_spawners(self)
+        await startup(self, self.spawner_class)
+        result = await original_init_spawners(self)
+        await remove_orphans(self)
+        return result
 
     JupyterHub.init_handlers = init_handlers
     JupyterHub.init_spawners = init_spawners

@@ -471,6 +471,33 @@ class TFSpawner(DockerSpawner):
                 continue
             self.log.info("Restored GPUs %s of %s from container labels", ",".join(ids), owner)
 
+    async def remove_orphans(self, running: set[Owner]) -> None:
+        """Remove this hub's containers that no running server owns; their GPUs go back.
+
+        Notebook volumes are left alone.
+        """
+        context = await self.hub_context()
+        containers = await self.docker(
+            "containers", all=True, filters=containerspec.label_filters(self.hub_name)
+        )
+        for container in containers:
+            labels = container.get("Labels") or {}
+            owner = Owner(
+                labels.get(containerspec.LABEL_USER, ""),
+                labels.get(containerspec.LABEL_SERVER, ""),
+            )
+            if owner in running and containerspec.LABEL_INIT not in labels:
+                continue
+            self.log.warning(
+                "Removing orphaned container %s of %s (no running server owns it)",
+                container.get("Names"),
+                owner,
+            )
+            await self.docker("remove_container", container["Id"], force=True)
+            if owner not in running and context.pool.release(owner):
+                self.log.info("Released the GPUs of orphaned %s", owner)
+        metrics.update(context.pool)
+
     async def _release_gpus(self, why: str) -> None:
         context = await self.hub_context()
         released = context.pool.release(self.owner)
