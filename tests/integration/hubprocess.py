@@ -199,6 +199,19 @@ class Hub:
             await asyncio.sleep(0.5)
         raise AssertionError(f"{name}/{server} not ready within {timeout}s")
 
+    async def progress_messages(self, name: str) -> list[str]:
+        """Follow the spawn's progress stream, as the spawn page does, until it ends."""
+        messages = []
+        url = f"/hub/api/users/{name}/server/progress"
+        async with self.client() as c, c.stream("GET", url) as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    messages.append(event.get("message", ""))
+                    if event.get("ready") or event.get("failed"):
+                        break
+        return messages
+
     async def stop_server(self, name: str, server: str = "", timeout: float = 60) -> None:
         async with self.client() as c:
             r = await c.delete(f"/hub/api/users/{name}/servers/{server}")

@@ -124,17 +124,7 @@ async def test_progress_reports_the_assigned_gpu(hub_factory, test_image):
     await hub.create_user("lab")
     r = await hub.request_spawn("lab", options={"profile": "gpu"})
     assert r.status_code == 202
-    messages = []
-    async with (
-        hub.client() as c,
-        c.stream("GET", "/hub/api/users/lab/server/progress") as stream,
-    ):
-        async for line in stream.aiter_lines():
-            if line.startswith("data:"):
-                event = json.loads(line[5:])
-                messages.append(event.get("message", ""))
-                if event.get("ready") or event.get("failed"):
-                    break
+    messages = await hub.progress_messages("lab")
     assert "Assigned GPU 1 (NVIDIA A100 80GB)" in messages, messages
 
 

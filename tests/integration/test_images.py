@@ -2,7 +2,6 @@
 
 import asyncio
 import io
-import json
 import os
 import secrets
 import shutil
@@ -128,14 +127,7 @@ async def test_pull_progress_reaches_the_spawn_page(hub_factory, test_image, doc
     )
     await hub.create_user("u")
     assert (await hub.request_spawn("u")).status_code == 202
-    messages = []
-    async with hub.client() as c, c.stream("GET", "/hub/api/users/u/server/progress") as stream:
-        async for line in stream.aiter_lines():
-            if line.startswith("data:"):
-                event = json.loads(line[5:])
-                messages.append(event.get("message", ""))
-                if event.get("ready") or event.get("failed"):
-                    break
+    messages = await hub.progress_messages("u")
     pulling = [m for m in messages if m.startswith("Pulling image:")]
     assert pulling and pulling[-1] == "Pulling image: 100%", messages
 
