@@ -54,6 +54,8 @@ class HubContext:
 
 # One context per hub_name, so every spawner in the process shares one pool.
 _contexts: dict[str, HubContext] = {}
+# /etc/passwd and /etc/group of pinned images, which never change.
+_image_account_files: dict[str, dict[str, str]] = {}
 # Pulls in flight, by pinned reference, shared by every spawner in the process.
 _pulls: dict[str, tuple[asyncio.Future, PullProgress]] = {}
 
@@ -584,10 +586,15 @@ class TFSpawner(DockerSpawner):
 
     async def _write_passwd(self, container_id: str) -> None:
         """Give the container a passwd entry, so `whoami` names the hub user."""
-        texts = {}
-        for name in ("passwd", "group"):
-            stream, _ = await self.docker("get_archive", container_id, f"/etc/{name}")
-            texts[name] = _read_tar_member(b"".join(stream), name)
+        # An image pinned by digest never changes, so its files are read once.
+        texts = _image_account_files.get(self.image)
+        if texts is None:
+            texts = {}
+            for name in ("passwd", "group"):
+                stream, _ = await self.docker("get_archive", container_id, f"/etc/{name}")
+                texts[name] = _read_tar_member(b"".join(stream), name)
+            if imageref.parse(self.image).pinned:
+                _image_account_files[self.image] = texts
         passwd, group = identity.with_user(
             texts["passwd"],
             texts["group"],
