@@ -7,9 +7,13 @@ so a benchmark runs the same jupyterhub, proxy, engine and images as the tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
+import platform
 import secrets
+import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,7 +25,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.integration.hubprocess import Hub, new_hub  # noqa: E402
-
 from tfspawner import containerspec  # noqa: E402
 
 REQUIRED_ENV = ("TFSPAWNER_TEST_IMAGE", "TFSPAWNER_TEST_HUB_IP")
@@ -48,16 +51,68 @@ def testbed_env() -> dict[str, str]:
     return env
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process (not its children), from /proc/<pid>/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+def _stat_cpu(path: Path) -> float:
     # The command name may contain spaces; fields after it start at field 3 (state).
-    fields = stat.rsplit(")", 1)[1].split()
+    fields = path.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def loadavg() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, all its threads, not its children (so not the proxy)."""
+    return _stat_cpu(Path(f"/proc/{pid}/stat"))
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """utime + stime of the process's main thread: the hub's event loop.
+
+    The rest of the hub's CPU is in its threads, mostly DockerSpawner's engine-call executor.
+    """
+    return _stat_cpu(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def _cpu_times() -> tuple[int, int]:
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return idle, sum(fields[:8])
+
+
+async def wait_quiet(min_idle: float = 0.85, window: float = 2.0, longest: float = 60) -> float:
+    """Wait until the whole host was at least ``min_idle`` idle over ``window`` seconds.
+
+    Gives up after ``longest`` seconds (other work on the host may never stop);
+    returns the idle fraction of the last window, to be reported with the figures.
+    """
+    deadline = time.monotonic() + longest
+    while True:
+        idle0, total0 = _cpu_times()
+        await asyncio.sleep(window)
+        idle1, total1 = _cpu_times()
+        idle = (idle1 - idle0) / max(1, total1 - total0)
+        if idle >= min_idle or time.monotonic() >= deadline:
+            return idle
+
+
+@contextlib.contextmanager
+def profiled(py_spy: str | None, pid: int, output: Path):
+    """Sample ``pid`` with py-spy while inside: collapsed stacks of the thread holding the GIL,
+    so the samples show where the hub spends CPU in Python rather than where it waits."""
+    if not py_spy:
+        yield
+        return
+    proc = subprocess.Popen(
+        [
+            *(py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--gil"),
+            *("--output", str(output), "--nonblocking"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1)  # attach before the first request
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -119,6 +174,14 @@ async def active_servers(c: httpx.AsyncClient) -> dict[str, dict]:
         offset = following["offset"]
 
 
+async def poll_cost(c: httpx.AsyncClient, pid: int, polls: int = 30) -> float:
+    """Hub CPU seconds per poll of the user list, with the servers the storm left running."""
+    before = cpu_seconds(pid)
+    for _ in range(polls):
+        await active_servers(c)
+    return (cpu_seconds(pid) - before) / polls
+
+
 @dataclass
 class Spawn:
     user: str
@@ -142,14 +205,22 @@ class Spawn:
 class Storm:
     spawns: list[Spawn]
     hub_cpu: float  # seconds of hub CPU from the first POST until the last spawn ended
+    hub_cpu_main: float  # the part of hub_cpu spent in the event loop's thread
+    poll_cpu: float  # hub CPU seconds one poll of the user list costs, measured after the storm
+    started: float  # time.monotonic(), comparable with the hub's (same host clock)
     wall: float
     polls: int
-    load_before: float
+    idle_before: float  # host idle fraction just before the storm
     errors: list[str] = field(default_factory=list)
 
     @property
     def times(self) -> list[float]:
         return [s.time_to_ready for s in self.spawns if s.time_to_ready is not None]
+
+    @property
+    def hub_cpu_net(self) -> float:
+        """Hub CPU less what answering this benchmark's polls cost."""
+        return max(0.0, self.hub_cpu - self.polls * self.poll_cpu)
 
     @property
     def failures(self) -> int:
@@ -160,21 +231,18 @@ async def storm(
     hub: Hub,
     users: list[str],
     options: dict | None = None,
-    poll_interval: float = 0.5,
+    poll_interval: float = 1.0,
     timeout: float = 900,
-    accept_refusal=None,
+    idle_before: float = math.nan,
 ) -> Storm:
     """POST one spawn per user at once; follow each until ready or gone.
 
-    A spawn is ready when the POST answers 201, or when a later poll of the
-    hub's user list shows it ready; it failed when the POST is refused or the
-    server leaves the list while pending. ``accept_refusal(status, message)``
-    marks refusals that are an expected outcome rather than failures (their
-    ``error`` starts with "refused").
+    A spawn is ready when the hub's REST model says so: in a check right after
+    its POST answered, or in a later poll of the hub's user list. It failed
+    when the POST is refused or the server leaves the list while pending.
     """
     spawns = {u: Spawn(u) for u in users}
     polls = 0
-    load = loadavg()
     async with api_client(hub, len(users)) as c:
 
         async def post(spawn: Spawn) -> None:
@@ -187,17 +255,26 @@ async def storm(
                 return
             spawn.answered_at = time.monotonic()
             spawn.status = r.status_code
-            if r.status_code == 201:
-                spawn.ready_at = spawn.answered_at
-            elif r.status_code != 202:
+            if r.status_code in (201, 202):
+                # 201 is not proof of readiness: jupyterhub 6.1 answers 201 for a server
+                # still pending when that server's previous spawn failed (its POST
+                # handler holds a replaced spawner). Ask the REST model.
+                try:
+                    u = await c.get(f"/hub/api/users/{spawn.user}")
+                    model = u.json()["servers"].get("") if u.status_code == 200 else None
+                except (httpx.HTTPError, ValueError):
+                    model = None
+                if model and model.get("ready"):
+                    spawn.ready_at = time.monotonic()
+            else:
                 try:
                     spawn.message = r.json().get("message", r.text)
                 except ValueError:
                     spawn.message = r.text
-                refused = accept_refusal and accept_refusal(r.status_code, spawn.message)
-                spawn.error = f"{'refused' if refused else 'POST'} {r.status_code}: {spawn.message}"
+                spawn.error = f"POST {r.status_code}: {spawn.message}"
 
-        cpu_before = cpu_seconds(hub.proc.pid)
+        pid = hub.proc.pid
+        cpu_before, main_before = cpu_seconds(pid), main_thread_cpu_seconds(pid)
         started = time.monotonic()
         tasks = [asyncio.create_task(post(s)) for s in spawns.values()]
         deadline = started + timeout
@@ -222,17 +299,21 @@ async def storm(
         for spawn in spawns.values():
             if not spawn.done:
                 spawn.error = f"not ready within {timeout:.0f}s"
-        cpu_after = cpu_seconds(hub.proc.pid)
+        cpu_after, main_after = cpu_seconds(pid), main_thread_cpu_seconds(pid)
         wall = time.monotonic() - started
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        poll_cpu = await poll_cost(c, pid)
     return Storm(
         spawns=list(spawns.values()),
         hub_cpu=cpu_after - cpu_before,
+        hub_cpu_main=main_after - main_before,
+        poll_cpu=poll_cpu,
+        started=started,
         wall=wall,
         polls=polls,
-        load_before=load,
+        idle_before=idle_before,
         errors=[f"{s.user}: {s.error}" for s in spawns.values() if s.error],
     )
 
@@ -294,3 +375,42 @@ def remove_all(containers=(), volumes=()) -> int:
         except Exception as e:
             print(f"  could not remove volume {volume.name}: {e}", file=sys.stderr)
     return removed
+
+
+# --- output ---------------------------------------------------------------------
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def table(header: list[str], body: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(lines)
+    widths = [max([len(h)] + [len(row[i]) for row in body]) for i, h in enumerate(header)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in body]
+    return "\n".join(lines)
+
+
+def machine(client) -> list[str]:
+    import dockerspawner
+    import jupyterhub
+
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    mem_kb = int(next(line for line in meminfo if line.startswith("MemTotal")).split()[1])
+
+    def run(*cmd: str) -> str:
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO).stdout.strip()
+
+    dirty = (
+        " (with uncommitted changes)" if run("git", "status", "--porcelain", "tfspawner") else ""
+    )
+    return [
+        f"tfspawner at {run('git', 'rev-parse', '--short', 'HEAD') or 'unknown'}{dirty}",
+        f"machine: {run('nproc')} CPUs, {mem_kb / 1024**2:.1f} GiB RAM, {platform.platform()}",
+        f"docker engine {client.version()['Version']}, jupyterhub {jupyterhub.__version__}, "
+        f"dockerspawner {dockerspawner.__version__}, Python {platform.python_version()}",
+    ]

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import common
 import docker
+import phasetrace
 
 TF, DS = "TFSpawner", "DockerSpawner"
 
@@ -40,6 +39,24 @@ def shared_config(n: int, image: str) -> str:
         "c.DockerSpawner.remove = True\n"
         "c.DockerSpawner.network_name = 'bridge'\n"
         "c.DockerSpawner.pull_policy = 'ifnotpresent'\n"
+    )
+
+
+def trace_config(path: Path) -> str:
+    return (
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+        f"__import__('phasetrace').install({str(path)!r})\n"
+    )
+
+
+def engine_threads_config(threads: int) -> str:
+    # DockerSpawner funnels every engine call of every spawner through one
+    # class-level single-thread executor; TFSpawner inherits it.
+    return (
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from dockerspawner import DockerSpawner\n"
+        f"DockerSpawner._executor = ThreadPoolExecutor({threads})\n"
     )
 
 
@@ -73,38 +90,65 @@ class Side:
 
 
 @dataclass
-class Row:
+class Round:
+    """One storm: one spawner, one group of N users, cold or warm."""
+
     n: int
     round: str
     spawner: str
+    storm: common.Storm
+    teardown: float
+
+
+@dataclass
+class Row:
+    """The rounds of one (N, round, spawner), pooled over --repeat."""
+
+    n: int
+    round: str
+    spawner: str
+    spawns: int
     p50: float
     p95: float
     max: float
     failures: int
     cpu_per_spawn: float
+    raw_cpu_per_spawn: float
+    thread_share: float
     wall: float
     teardown: float
-    polls: int
-    load: float
+    idle: float
     errors: list[str]
+    phases: list[list[str]]
 
 
-def row_of(n: int, round_: str, side: Side, result: common.Storm, teardown: float) -> Row:
-    times = result.times
+def row_of(rounds: list[Round], trace: Path | None) -> Row:
+    first = rounds[0]
+    storms = [r.storm for r in rounds]
+    times = [t for s in storms for t in s.times]
+    spawns = sum(len(s.spawns) for s in storms)
+    cpu = sum(s.hub_cpu for s in storms)
+    phases = []
+    if trace is not None and trace.exists():
+        windows = [(s.started, s.started + s.wall) for s in storms]
+        phases = phasetrace.summarize(str(trace), windows)
     return Row(
-        n=n,
-        round=round_,
-        spawner=side.spawner,
+        n=first.n,
+        round=first.round,
+        spawner=first.spawner,
+        spawns=spawns,
         p50=common.percentile(times, 50),
         p95=common.percentile(times, 95),
         max=max(times) if times else math.nan,
-        failures=result.failures,
-        cpu_per_spawn=result.hub_cpu / n,
-        wall=result.wall,
-        teardown=teardown,
-        polls=result.polls,
-        load=result.load_before,
-        errors=result.errors,
+        failures=sum(s.failures for s in storms),
+        cpu_per_spawn=sum(s.hub_cpu_net for s in storms) / spawns,
+        raw_cpu_per_spawn=cpu / spawns,
+        thread_share=1 - sum(s.hub_cpu_main for s in storms) / cpu if cpu else math.nan,
+        wall=sum(s.wall for s in storms) / len(storms),
+        teardown=sum(r.teardown for r in rounds) / len(rounds),
+        idle=min(s.idle_before for s in storms),
+        errors=[e for s in storms for e in s.errors],
+        phases=phases,
     )
 
 
@@ -112,50 +156,67 @@ async def run_n(n: int, index: int, env: dict, client, workdir: Path, args) -> l
     image, hub_ip = env["TFSPAWNER_TEST_IMAGE"], env["TFSPAWNER_TEST_HUB_IP"]
     tf_name, ds_prefix = common.bench_name("tf"), common.bench_name("ds")
     sides: list[Side] = []
-    rows: list[Row] = []
-    users = [f"u{i:03d}" for i in range(n)]
+    rounds: list[Round] = []
+    traces = {TF: workdir / f"n{n}-tf" / "phases.jsonl", DS: workdir / f"n{n}-ds" / "phases.jsonl"}
+    extra = {k: trace_config(v) if args.trace else "" for k, v in traces.items()}
+    if args.engine_threads:
+        extra = {k: v + engine_threads_config(args.engine_threads) for k, v in extra.items()}
     try:
-        tf_hub = common.start_hub(workdir / f"n{n}-tf", hub_ip, tf_name, tfspawner_config(n, image))
+        tf_hub = common.start_hub(
+            workdir / f"n{n}-tf", hub_ip, tf_name, tfspawner_config(n, image) + extra[TF]
+        )
         sides.append(Side(TF, tf_hub, tf_name))
         ds_hub = common.start_hub(
-            workdir / f"n{n}-ds", hub_ip, common.bench_name("dshub"),
-            dockerspawner_config(n, image, ds_prefix),
+            workdir / f"n{n}-ds",
+            hub_ip,
+            common.bench_name("dshub"),
+            dockerspawner_config(n, image, ds_prefix) + extra[DS],
         )
         sides.append(Side(DS, ds_hub, ds_prefix))
-        for side in sides:
-            await common.create_users(side.hub, users)
 
-        # ABBA: each spawner goes first for half the N values and the cold
-        # rounds sit between the warm ones, so drift on a noisy host cancels.
-        a, b = sides if index % 2 == 0 else sides[::-1]
-        plan = [(a, "cold"), (b, "cold")]
-        if args.warm:
-            plan += [(b, "warm"), (a, "warm")]
-        for side, round_ in plan:
-            await asyncio.sleep(args.settle)
-            print(f"# N={n} {side.spawner} {round_} ...", file=sys.stderr, flush=True)
-            result = await common.storm(side.hub, users, timeout=args.timeout)
-            teardown = await common.stop_all(side.hub, users)
-            last = round_ == "warm" or not args.warm
-            containers, volumes = side.leftovers(client, volumes=last)
-            common.remove_all(containers, volumes)
-            row = row_of(n, round_, side, result, teardown)
-            rows.append(row)
-            print(
-                f"#   p50 {row.p50:.2f}s max {row.max:.2f}s failures {row.failures} "
-                f"hub CPU/spawn {row.cpu_per_spawn:.3f}s",
-                file=sys.stderr,
-                flush=True,
-            )
+        for repeat in range(args.repeat):
+            # New users each repeat, so every cold round really is a first start.
+            users = [f"r{repeat}u{i:03d}" for i in range(n)]
+            for side in sides:
+                await common.create_users(side.hub, users)
+            # ABBA: each spawner goes first in every other block, and the cold
+            # rounds sit between the warm ones, so drift on a noisy host cancels.
+            a, b = sides if (index + repeat) % 2 == 0 else sides[::-1]
+            plan = [(a, "cold"), (b, "cold")]
+            if args.warm:
+                plan += [(b, "warm"), (a, "warm")]
+            for side, round_ in plan:
+                idle = await common.wait_quiet(longest=args.settle)
+                print(f"# N={n} {side.spawner} {round_} ...", file=sys.stderr, flush=True)
+                profile = workdir / f"n{n}-r{repeat}-{side.spawner}-{round_}.pyspy.txt"
+                with common.profiled(args.py_spy, side.hub.proc.pid, profile):
+                    result = await common.storm(
+                        side.hub, users, timeout=args.timeout, idle_before=idle
+                    )
+                teardown = await common.stop_all(side.hub, users)
+                # Volumes stay for the warm round; containers never should.
+                last = round_ == "warm" or not args.warm
+                common.remove_all(*side.leftovers(client, volumes=last))
+                rounds.append(Round(n, round_, side.spawner, result, teardown))
+                times = result.times
+                print(
+                    f"#   p50 {common.percentile(times, 50):.2f}s "
+                    f"max {max(times, default=math.nan):.2f}s failures {result.failures} "
+                    f"hub CPU/spawn {result.hub_cpu_net / n:.3f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         for side in sides:
             side.hub.stop()
             common.remove_all(*side.leftovers(client, volumes=True))
+    rows = []
+    for round_ in ("cold", "warm"):
+        for spawner in (TF, DS):
+            group = [r for r in rounds if (r.round, r.spawner) == (round_, spawner)]
+            if group:
+                rows.append(row_of(group, traces[spawner] if args.trace else None))
     return rows
-
-
-def fmt(value: float, digits: int = 2) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def ratio(a: float, b: float) -> str:
@@ -168,20 +229,26 @@ COLUMNS = [
     ("N", lambda r: str(r.n)),
     ("round", lambda r: r.round),
     ("spawner", lambda r: r.spawner),
-    ("p50 s", lambda r: fmt(r.p50)),
-    ("p95 s", lambda r: fmt(r.p95)),
-    ("max s", lambda r: fmt(r.max)),
+    ("spawns", lambda r: str(r.spawns)),
+    ("p50 s", lambda r: common.fmt(r.p50)),
+    ("p95 s", lambda r: common.fmt(r.p95)),
+    ("max s", lambda r: common.fmt(r.max)),
     ("failures", lambda r: str(r.failures)),
-    ("hub CPU s/spawn", lambda r: fmt(r.cpu_per_spawn, 3)),
-    ("storm wall s", lambda r: fmt(r.wall, 1)),
-    ("teardown s", lambda r: fmt(r.teardown, 1)),
-    ("load1 before", lambda r: fmt(r.load, 2)),
+    ("hub CPU s/spawn", lambda r: common.fmt(r.cpu_per_spawn, 3)),
+    ("(raw)", lambda r: common.fmt(r.raw_cpu_per_spawn, 3)),
+    (
+        "in threads",
+        lambda r: "n/a" if math.isnan(r.thread_share) else f"{r.thread_share:.0%}",
+    ),
+    ("storm wall s", lambda r: common.fmt(r.wall, 1)),
+    ("teardown s", lambda r: common.fmt(r.teardown, 1)),
+    ("host idle before", lambda r: f"{r.idle:.0%}"),
 ]
 
 
 def ratio_rows(rows: list[Row]) -> list[list[str]]:
     out = []
-    keys = sorted({(r.n, r.round) for r in rows}, key=lambda k: (k[0], k[1] != "cold"))
+    keys = dict.fromkeys((r.n, r.round) for r in rows)
     for n, round_ in keys:
         by = {r.spawner: r for r in rows if (r.n, r.round) == (n, round_)}
         if TF not in by or DS not in by:
@@ -205,52 +272,49 @@ def ratio_rows(rows: list[Row]) -> list[list[str]]:
 RATIO_HEADER = ["N", "round", "p50", "p95", "max", "failures", "hub CPU/spawn", "storm wall"]
 
 
-def table(header: list[str], body: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in body]
-        return "\n".join(lines)
-    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in body]
-    return "\n".join(lines)
-
-
-def machine(client) -> list[str]:
-    import dockerspawner
-    import jupyterhub
-
-    mem_kb = int(
-        next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1]
-    )
-    return [
-        f"machine: {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} CPUs, "
-        f"{mem_kb / 1024**2:.1f} GiB RAM, {platform.platform()}",
-        f"docker engine {client.version()['Version']}, jupyterhub {jupyterhub.__version__}, "
-        f"dockerspawner {dockerspawner.__version__}, Python {platform.python_version()}",
-    ]
-
-
-def report(rows: list[Row], env: dict, client, workdir: Path, markdown: bool) -> None:
-    print("\n".join(machine(client)))
+def report(
+    rows: list[Row],
+    env: dict,
+    client,
+    workdir: Path,
+    markdown: bool,
+    engine_threads: int,
+    repeat: int,
+) -> None:
+    print("\n".join(common.machine(client)))
     print(f"image: {env['TFSPAWNER_TEST_IMAGE']}")
     print(f"hub logs: {workdir}")
     print(
-        "time to ready: seconds from the spawn POST until the POST answers 201 or a poll of "
-        "/hub/api/users shows the server ready (polled every 0.5 s)."
+        "time to ready: seconds from the spawn POST until the hub's REST model shows the "
+        "server ready: checked once when the POST answers, then by polling /hub/api/users "
+        "(one request a second for all users)."
     )
     print(
-        "hub CPU: utime+stime of the jupyterhub process only (not the proxy, dockerd or the "
-        "containers), first POST to last spawn, divided by N; includes serving the polls."
+        "hub CPU s/spawn: utime+stime of the jupyterhub process only (not the proxy, dockerd "
+        "or the containers) from the first POST to the last spawn's end, less the CPU of "
+        "answering this script's polls (measured after each storm), divided by N. (raw): "
+        "without that deduction. in threads: share of the hub's CPU outside its event loop "
+        "thread, i.e. in DockerSpawner's engine-call executor."
     )
     print(
         "cold: first start of each user (TFSpawner creates a volume and runs an init "
-        "container); warm: the same users again, volumes already there.\n"
+        "container); warm: the same users again, volumes already there. Round order is ABBA; "
+        f"spawns: samples pooled over {repeat} repeat(s)."
     )
+    if engine_threads:
+        print(
+            f"what-if: both hubs' DockerSpawner executor widened to {engine_threads} threads "
+            "(stock DockerSpawner and TFSpawner use 1)."
+        )
+    print()
     body = [[get(r) for _, get in COLUMNS] for r in rows]
-    print(table([h for h, _ in COLUMNS], body, markdown))
+    print(common.table([h for h, _ in COLUMNS], body, markdown))
     print("\nTFSpawner / DockerSpawner:\n")
-    print(table(RATIO_HEADER, ratio_rows(rows), markdown))
+    print(common.table(RATIO_HEADER, ratio_rows(rows), markdown))
+    for r in rows:
+        if r.phases:
+            print(f"\nphases, N={r.n} {r.round} {r.spawner} (hub-side, from --trace):\n")
+            print(common.table(phasetrace.SUMMARY_HEADER, r.phases, markdown))
     failed = [r for r in rows if r.errors]
     if failed:
         print("\nfailures (first 5 per round):")
@@ -269,7 +333,37 @@ def parse_args(argv=None):
         "--no-warm", dest="warm", action="store_false", help="skip the second (warm) rounds"
     )
     parser.add_argument(
-        "--settle", type=float, default=10, help="seconds to wait before each storm (default 10)"
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each N's ABBA block this many times with new users and pool the figures "
+        "(default 1; use more for small N)",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=60,
+        help="before each storm, wait up to this many seconds for the host to be 85%% idle "
+        "(default 60)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        metavar="PATH",
+        help="sample the hub with this py-spy binary during each storm; collapsed stacks "
+        "are written next to the hub logs",
+    )
+    parser.add_argument(
+        "--engine-threads",
+        type=int,
+        default=0,
+        metavar="K",
+        help="what-if: give both hubs' DockerSpawner a K-thread engine-call executor instead "
+        "of its single thread (default: leave it alone)",
+    )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="time spawn phases and engine calls inside the hubs (adds a little hub CPU)",
     )
     parser.add_argument(
         "--timeout", type=float, default=900, help="seconds a storm may take (default 900)"
@@ -291,7 +385,7 @@ async def main(argv=None) -> None:
     finally:
         print(f"# total {time.monotonic() - started:.0f}s\n", file=sys.stderr)
         if rows:
-            report(rows, env, client, workdir, args.markdown)
+            report(rows, env, client, workdir, args.markdown, args.engine_threads, args.repeat)
 
 
 if __name__ == "__main__":
