@@ -18,7 +18,7 @@ from .test_images import REPO, push_variant, remove_local
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def testbed(command: str) -> subprocess.CompletedProcess:
+def run_testbed(command: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(ROOT / "scripts" / "testbed"), command], capture_output=True, text=True, timeout=300
     )
@@ -113,7 +113,7 @@ async def test_engine_restart_with_live_restore_keeps_servers(
     before = engine_gpus(hub, docker_client)
     started = {c.id: c.attrs["State"]["StartedAt"] for c in hub.containers(docker_client)}
 
-    result = testbed("restart-engine")
+    result = run_testbed("restart-engine")
     assert result.returncode == 0, result.stderr
 
     after_containers = hub.containers(docker_client)
@@ -134,10 +134,10 @@ def registry_down():
         pytest.skip(
             "this registry was not started by scripts/testbed up, so it is not ours to stop"
         )
-    result = testbed("stop-registry")
+    result = run_testbed("stop-registry")
     assert result.returncode == 0, result.stderr
     yield
-    result = testbed("up")
+    result = run_testbed("up")
     assert result.returncode == 0, result.stderr
 
 
