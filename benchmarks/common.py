@@ -44,10 +44,8 @@ def testbed_env() -> dict[str, str]:
     missing = [name for name in REQUIRED_ENV if not env.get(name)]
     if missing:
         sys.exit(f"{', '.join(missing)} not set: run `scripts/testbed up` first")
-    # docker-py reads DOCKER_HOST from the environment.
-    for key in ("DOCKER_HOST",):
-        if key in env:
-            os.environ[key] = env[key]
+    if "DOCKER_HOST" in env:
+        os.environ["DOCKER_HOST"] = env["DOCKER_HOST"]  # for docker.from_env()
     return env
 
 
@@ -128,7 +126,11 @@ def start_hub(base: Path, hub_ip: str, name: str, extra_config: str) -> Hub:
     """A hub whose TFSpawner.hub_name (and so its labels) is ``name``."""
     hub = new_hub(base, hub_ip, extra_config + f"c.TFSpawner.hub_name = {name!r}\n")
     hub.hub_name = name
-    hub.start(timeout=120)
+    try:
+        hub.start(timeout=120)
+    except BaseException:
+        hub.stop()  # a hub that never answered may still be running
+        raise
     return hub
 
 
