@@ -248,15 +248,21 @@ async def test_identity_strategies(hub_factory, test_image, docker_client):
 
 
 async def test_oom_kill_is_explained_and_frees_the_gpu(hub_factory, test_image, docker_client):
-    # The server runs, then a process in it outgrows the limit and takes it down.
-    hog = "import time; time.sleep(6); b = bytearray(1024 ** 3)"
+    # The server runs; once the test says so, a process in it outgrows the
+    # limit and takes it down.
+    script = (
+        'jupyterhub-singleuser "$@" & while [ ! -e /tmp/go ]; do sleep 0.2; done; '
+        'exec python3 -c "b = bytearray(1024 ** 3)"'
+    )
     extra = (
         "c.TFSpawner.gpu_pool = ['0']\nc.Spawner.poll_interval = 1\n"
-        f"c.TFSpawner.cmd = ['sh', '-c', 'jupyterhub-singleuser \"$@\" & exec python3 -c \"{hog}\"', 'sh']\n"
+        f"c.TFSpawner.cmd = ['sh', '-c', {script!r}, 'sh']\n"
     )
     hub = hub_factory(one_profile(test_image, mem_limit="256M", gpus=1) + extra)
     await hub.create_user("oom")
     await hub.spawn("oom")
+    [container] = hub.containers(docker_client)
+    assert container.exec_run(["touch", "/tmp/go"]).exit_code == 0
     for _ in range(120):
         if await hub.server_model("oom") is None:
             break
