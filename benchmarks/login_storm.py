@@ -98,6 +98,7 @@ class Round:
     spawner: str
     storm: common.Storm
     teardown: float
+    container_cpu: list[float]  # CPU each user container had used when the storm ended
 
 
 @dataclass
@@ -115,6 +116,8 @@ class Row:
     cpu_per_spawn: float
     raw_cpu_per_spawn: float
     thread_share: float
+    engine_cpu_per_spawn: float
+    container_cpu_per_spawn: float
     wall: float
     teardown: float
     idle: float
@@ -144,6 +147,9 @@ def row_of(rounds: list[Round], trace: Path | None) -> Row:
         cpu_per_spawn=sum(s.hub_cpu_net for s in storms) / spawns,
         raw_cpu_per_spawn=cpu / spawns,
         thread_share=1 - sum(s.hub_cpu_main for s in storms) / cpu if cpu else math.nan,
+        engine_cpu_per_spawn=sum(s.engine_cpu for s in storms) / spawns,
+        container_cpu_per_spawn=sum(c for r in rounds for c in r.container_cpu)
+        / max(1, sum(len(r.container_cpu) for r in rounds)),
         wall=sum(s.wall for s in storms) / len(storms),
         teardown=sum(r.teardown for r in rounds) / len(rounds),
         idle=min(s.idle_before for s in storms),
@@ -193,11 +199,14 @@ async def run_n(n: int, index: int, env: dict, client, workdir: Path, args) -> l
                     result = await common.storm(
                         side.hub, users, timeout=args.timeout, idle_before=idle
                     )
+                # Read before teardown: the servers' own start-up CPU, taken when the last was ready.
+                booted = side.leftovers(client, volumes=False)[0]
+                container_cpu = [common.container_cpu_seconds(c.id) for c in booted]
                 teardown = await common.stop_all(side.hub, users)
                 # Volumes stay for the warm round; containers never should.
                 last = round_ == "warm" or not args.warm
                 common.remove_all(*side.leftovers(client, volumes=last))
-                rounds.append(Round(n, round_, side.spawner, result, teardown))
+                rounds.append(Round(n, round_, side.spawner, result, teardown, container_cpu))
                 times = result.times
                 print(
                     f"#   p50 {common.percentile(times, 50):.2f}s "
@@ -240,6 +249,8 @@ COLUMNS = [
         "in threads",
         lambda r: "n/a" if math.isnan(r.thread_share) else f"{r.thread_share:.0%}",
     ),
+    ("engine CPU s/spawn", lambda r: common.fmt(r.engine_cpu_per_spawn, 3)),
+    ("server CPU s/spawn", lambda r: common.fmt(r.container_cpu_per_spawn, 2)),
     ("storm wall s", lambda r: common.fmt(r.wall, 1)),
     ("teardown s", lambda r: common.fmt(r.teardown, 1)),
     ("host idle before", lambda r: f"{r.idle:.0%}"),
@@ -263,13 +274,18 @@ def ratio_rows(rows: list[Row]) -> list[list[str]]:
                 ratio(t.max, d.max),
                 f"{t.failures} vs {d.failures}",
                 ratio(t.cpu_per_spawn, d.cpu_per_spawn),
+                ratio(t.engine_cpu_per_spawn, d.engine_cpu_per_spawn),
+                ratio(t.container_cpu_per_spawn, d.container_cpu_per_spawn),
                 ratio(t.wall, d.wall),
             ]
         )
     return out
 
 
-RATIO_HEADER = ["N", "round", "p50", "p95", "max", "failures", "hub CPU/spawn", "storm wall"]
+RATIO_HEADER = [
+    *("N", "round", "p50", "p95", "max", "failures"),
+    *("hub CPU/spawn", "engine CPU/spawn", "server CPU/spawn", "storm wall"),
+]
 
 
 def report(
@@ -295,6 +311,12 @@ def report(
         "answering this script's polls (measured after each storm), divided by N. (raw): "
         "without that deduction. in threads: share of the hub's CPU outside its event loop "
         "thread, i.e. in DockerSpawner's engine-call executor."
+    )
+    print(
+        "engine CPU s/spawn: dockerd + containerd CPU over the same span, divided by N (other "
+        "work on the host's engine counts too). server CPU s/spawn: CPU the user containers "
+        "had used when the storm ended, from their cgroups (TFSpawner's init containers are "
+        "gone by then and not included)."
     )
     print(
         "cold: first start of each user (TFSpawner creates a volume and runs an init "
