@@ -211,7 +211,8 @@ async def run_n(n: int, index: int, env: dict, client, workdir: Path, args) -> l
                 print(
                     f"#   p50 {common.percentile(times, 50):.2f}s "
                     f"max {max(times, default=math.nan):.2f}s failures {result.failures} "
-                    f"hub CPU/spawn {result.hub_cpu_net / n:.3f}s",
+                    f"hub CPU/spawn {result.hub_cpu_net / n:.3f}s "
+                    f"server CPU/spawn {sum(container_cpu) / max(1, len(container_cpu)):.2f}s",
                     file=sys.stderr,
                     flush=True,
                 )
