@@ -52,11 +52,13 @@ def trace_config(path: Path) -> str:
 
 def engine_threads_config(threads: int) -> str:
     # DockerSpawner funnels every engine call of every spawner through one
-    # class-level single-thread executor; TFSpawner inherits it.
+    # class-level single-thread executor; TFSpawner has its own pool, sized by
+    # TFSpawner.engine_threads.
     return (
         "from concurrent.futures import ThreadPoolExecutor\n"
         "from dockerspawner import DockerSpawner\n"
         f"DockerSpawner._executor = ThreadPoolExecutor({threads})\n"
+        f"c.TFSpawner.engine_threads = {threads}\n"
     )
 
 

@@ -13,7 +13,9 @@ import io
 import os
 import pwd
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 from docker.errors import APIError, ImageNotFound, NotFound
 from dockerspawner import DockerSpawner
@@ -54,8 +56,11 @@ class HubContext:
 
 # One context per hub_name, so every spawner in the process shares one pool.
 _contexts: dict[str, HubContext] = {}
-# /etc/passwd and /etc/group of pinned images, which never change.
-_image_account_files: dict[str, dict[str, str]] = {}
+# /etc/passwd and /etc/group of pinned images, which never change: one read
+# per image, shared by every spawn that needs it while the read is running.
+_image_account_files: dict[str, asyncio.Future] = {}
+# Engine calls of every TFSpawner in the process (see ``engine_threads``).
+_engine_executor: ThreadPoolExecutor | None = None
 # Pulls in flight, by pinned reference, shared by every spawner in the process.
 _pulls: dict[str, tuple[asyncio.Future, PullProgress]] = {}
 
@@ -191,6 +196,43 @@ class TFSpawner(DockerSpawner):
         starts many threads per core, so keep this well above a few hundred.
         """,
     )
+
+    engine_threads = Int(
+        8,
+        min=1,
+        config=True,
+        help="""
+        How many calls to the Docker engine may run at the same time.
+
+        DockerSpawner makes every engine call of every server on one shared
+        thread, so when a class logs in at once each ``docker start`` (about half
+        a second) waits behind all the others, and one slow image pull holds up
+        every spawn, stop and poll of the hub. TFSpawner runs its engine calls
+        on this many threads instead; the Docker client keeps as many
+        connections open.
+
+        Example: ``c.TFSpawner.engine_threads = 16`` for a hub of several
+        hundred users on a large host.
+
+        Read when the hub makes its first engine call; changing it needs a hub
+        restart. More threads stop helping once dockerd itself is busy.
+        """,
+    )
+
+    @property
+    def executor(self):
+        global _engine_executor
+        if _engine_executor is None:
+            _engine_executor = ThreadPoolExecutor(
+                self.engine_threads, thread_name_prefix="tfspawner-engine"
+            )
+        return _engine_executor
+
+    @default("client_kwargs")
+    def _default_client_kwargs(self):
+        # urllib3 keeps 10 connections per pool by default; more threads than
+        # that would open and throw away a connection per call.
+        return {"max_pool_size": max(10, self.engine_threads)}
 
     cap_add = List(
         Unicode(),
@@ -586,15 +628,19 @@ class TFSpawner(DockerSpawner):
 
     async def _write_passwd(self, container_id: str) -> None:
         """Give the container a passwd entry, so `whoami` names the hub user."""
-        # An image pinned by digest never changes, so its files are read once.
-        texts = _image_account_files.get(self.image)
-        if texts is None:
-            texts = {}
-            for name in ("passwd", "group"):
-                stream, _ = await self.docker("get_archive", container_id, f"/etc/{name}")
-                texts[name] = _read_tar_member(b"".join(stream), name)
-            if imageref.parse(self.image).pinned:
-                _image_account_files[self.image] = texts
+        if imageref.parse(self.image).pinned:
+            read = _image_account_files.get(self.image)
+            if read is None:
+                read = asyncio.ensure_future(self._read_account_files(container_id))
+                _image_account_files[self.image] = read
+                read.add_done_callback(partial(_forget_failed_read, self.image))
+            try:
+                texts = await asyncio.shield(read)
+            except Exception:
+                # The shared read used another spawn's container, which may be gone.
+                texts = await self._read_account_files(container_id)
+        else:
+            texts = await self._read_account_files(container_id)
         passwd, group = identity.with_user(
             texts["passwd"],
             texts["group"],
@@ -607,6 +653,13 @@ class TFSpawner(DockerSpawner):
         await self.docker("put_archive", container_id, "/etc", archive)
 
     # --- volumes -------------------------------------------------------------------
+
+    async def _read_account_files(self, container_id: str) -> dict[str, str]:
+        texts = {}
+        for name in ("passwd", "group"):
+            stream, _ = await self.docker("get_archive", container_id, f"/etc/{name}")
+            texts[name] = _read_tar_member(b"".join(stream), name)
+        return texts
 
     @property
     def volume_name(self) -> str:
@@ -1020,6 +1073,12 @@ class TFSpawner(DockerSpawner):
         self.object_id = container["Id"]
         await self._write_passwd(container["Id"])
         return container
+
+
+def _forget_failed_read(image: str, read: asyncio.Future) -> None:
+    # A failed read is not cached: the next spawn of the image tries again.
+    if read.cancelled() or read.exception() is not None:
+        _image_account_files.pop(image, None)
 
 
 def _passwd_ids(username: str) -> tuple[int, int]:

@@ -1,0 +1,51 @@
+"""Engine-call plumbing of the spawner: the thread pool and the shared image file read."""
+
+import asyncio
+
+import pytest
+
+from tfspawner import spawner as spawner_module
+from tfspawner.spawner import TFSpawner
+
+
+@pytest.fixture
+def fresh_executor(monkeypatch):
+    monkeypatch.setattr(spawner_module, "_engine_executor", None)
+    yield
+    if spawner_module._engine_executor is not None:
+        spawner_module._engine_executor.shutdown(wait=False)
+
+
+@pytest.mark.parametrize(
+    ("threads", "pool_size"),
+    [(1, 10), (8, 10), (10, 10), (32, 32)],
+)
+def test_engine_calls_run_on_a_shared_pool_with_enough_connections(
+    fresh_executor, threads, pool_size
+):
+    first, second = TFSpawner(engine_threads=threads), TFSpawner(engine_threads=threads)
+    assert first.executor is second.executor
+    assert first.executor._max_workers == threads
+    assert first.client_kwargs == {"max_pool_size": pool_size}
+
+
+def test_admin_client_kwargs_win():
+    assert TFSpawner(client_kwargs={"timeout": 30}).client_kwargs == {"timeout": 30}
+
+
+@pytest.mark.parametrize("outcome", ["result", "error", "cancel"])
+def test_only_a_successful_image_file_read_is_kept(monkeypatch, outcome):
+    async def run():
+        read = asyncio.get_running_loop().create_future()
+        monkeypatch.setitem(spawner_module._image_account_files, "img", read)
+        if outcome == "result":
+            read.set_result({"passwd": "", "group": ""})
+        elif outcome == "error":
+            read.set_exception(OSError("container gone"))
+            read.exception()  # retrieved, so asyncio does not warn
+        else:
+            read.cancel()
+        spawner_module._forget_failed_read("img", read)
+        return "img" in spawner_module._image_account_files
+
+    assert asyncio.run(run()) is (outcome == "result")
