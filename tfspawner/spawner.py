@@ -39,6 +39,8 @@ from .gpupool import GPUPool, Owner
 from .pullprogress import PullFailed, PullProgress
 
 IMPLICIT_PROFILE = "default"
+# Different images pulled at the same time; pulls of one image are shared.
+PULL_THREADS = 4
 
 
 class ConfigError(ValueError):
@@ -59,8 +61,16 @@ _contexts: dict[str, HubContext] = {}
 # /etc/passwd and /etc/group of pinned images, which never change: one read
 # per image, shared by every spawn that needs it while the read is running.
 _image_account_files: dict[str, asyncio.Future] = {}
-# Engine calls of every TFSpawner in the process (see ``engine_threads``).
-_engine_executor: ThreadPoolExecutor | None = None
+# Thread pools for engine calls, shared by every TFSpawner in the process.
+_executors: dict[str, ThreadPoolExecutor] = {}
+
+
+def _shared_executor(purpose: str, threads: int) -> ThreadPoolExecutor:
+    if purpose not in _executors:
+        _executors[purpose] = ThreadPoolExecutor(threads, thread_name_prefix=f"tfspawner-{purpose}")
+    return _executors[purpose]
+
+
 # Pulls in flight, by pinned reference, shared by every spawner in the process.
 _pulls: dict[str, tuple[asyncio.Future, PullProgress]] = {}
 
@@ -198,35 +208,32 @@ class TFSpawner(DockerSpawner):
     )
 
     engine_threads = Int(
-        8,
+        1,
         min=1,
         config=True,
         help="""
         How many calls to the Docker engine may run at the same time.
 
-        DockerSpawner makes every engine call of every server on one shared
-        thread, so when a class logs in at once each ``docker start`` (about half
-        a second) waits behind all the others, and one slow image pull holds up
-        every spawn, stop and poll of the hub. TFSpawner runs its engine calls
-        on this many threads instead; the Docker client keeps as many
-        connections open.
+        Like DockerSpawner, TFSpawner makes the engine calls of all servers on
+        one thread by default, so container starts happen one after another in
+        the order the spawns arrived. When a whole class logs in and the host's
+        CPUs are the limit, that is the fastest choice: on a 2-CPU host, 8
+        threads made the median student wait 12-20% longer, because servers
+        that boot all at once share the CPUs until the last is done
+        (docs/benchmarks.md). Image pulls do not use these threads: a long pull
+        never holds up other users' spawns, stops and polls.
 
-        Example: ``c.TFSpawner.engine_threads = 16`` for a hub of several
-        hundred users on a large host.
+        Example: ``c.TFSpawner.engine_threads = 4`` on a host with many idle
+        cores per spawning user.
 
         Read when the hub makes its first engine call; changing it needs a hub
-        restart. More threads stop helping once dockerd itself is busy.
+        restart. The Docker client keeps as many connections open.
         """,
     )
 
     @property
     def executor(self):
-        global _engine_executor
-        if _engine_executor is None:
-            _engine_executor = ThreadPoolExecutor(
-                self.engine_threads, thread_name_prefix="tfspawner-engine"
-            )
-        return _engine_executor
+        return _shared_executor("engine", self.engine_threads)
 
     @default("client_kwargs")
     def _default_client_kwargs(self):
@@ -865,7 +872,9 @@ class TFSpawner(DockerSpawner):
         if key not in _pulls:
             self.log.info("Pulling %s by digest", ref)
             progress = PullProgress()
-            future = asyncio.wrap_future(self.executor.submit(self._pull_stream, ref, progress))
+            # Not on the engine-call threads, which every spawn, stop and poll needs.
+            pulls = _shared_executor("pull", PULL_THREADS)
+            future = asyncio.wrap_future(pulls.submit(self._pull_stream, ref, progress))
             _pulls[key] = (future, progress)
             future.add_done_callback(lambda _: _pulls.pop(key, None))
         future, progress = _pulls[key]

@@ -9,11 +9,11 @@ from tfspawner.spawner import TFSpawner
 
 
 @pytest.fixture
-def fresh_executor(monkeypatch):
-    monkeypatch.setattr(spawner_module, "_engine_executor", None)
+def fresh_executors(monkeypatch):
+    monkeypatch.setattr(spawner_module, "_executors", {})
     yield
-    if spawner_module._engine_executor is not None:
-        spawner_module._engine_executor.shutdown(wait=False)
+    for executor in spawner_module._executors.values():
+        executor.shutdown(wait=False)
 
 
 @pytest.mark.parametrize(
@@ -21,12 +21,16 @@ def fresh_executor(monkeypatch):
     [(1, 10), (8, 10), (10, 10), (32, 32)],
 )
 def test_engine_calls_run_on_a_shared_pool_with_enough_connections(
-    fresh_executor, threads, pool_size
+    fresh_executors, threads, pool_size
 ):
     first, second = TFSpawner(engine_threads=threads), TFSpawner(engine_threads=threads)
     assert first.executor is second.executor
     assert first.executor._max_workers == threads
     assert first.client_kwargs == {"max_pool_size": pool_size}
+
+
+def test_by_default_engine_calls_queue_on_one_thread_like_dockerspawner(fresh_executors):
+    assert TFSpawner().executor._max_workers == 1
 
 
 def test_admin_client_kwargs_win():
