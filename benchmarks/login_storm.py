@@ -318,8 +318,7 @@ def report(
     print(
         "engine CPU s/spawn: dockerd + containerd CPU over the same span, divided by N (other "
         "work on the host's engine counts too). server CPU s/spawn: CPU the user containers "
-        "had used when the storm ended, from their cgroups (TFSpawner's init containers are "
-        "gone by then and not included)."
+        "had used when the storm ended, from their cgroups."
     )
     print(
         "cold: first start of each user (TFSpawner creates a volume and runs an init "

@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import io
 import os
+import posixpath
 import pwd
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
@@ -58,9 +59,9 @@ class HubContext:
 
 # One context per hub_name, so every spawner in the process shares one pool.
 _contexts: dict[str, HubContext] = {}
-# /etc/passwd and /etc/group of pinned images, which never change: one read
-# per image, shared by every spawn that needs it while the read is running.
-_image_account_files: dict[str, asyncio.Future] = {}
+# Files read from pinned images, which never change: one read per image,
+# shared by every spawn that needs it while the read is running.
+_image_reads: dict[tuple, asyncio.Future] = {}
 # Thread pools for engine calls, shared by every TFSpawner in the process.
 _executors: dict[str, ThreadPoolExecutor] = {}
 
@@ -366,6 +367,9 @@ class TFSpawner(DockerSpawner):
         """,
     )
 
+    # Set by _prepare_volume when this start created the volume; cleared once handed over.
+    _unseeded_volume: str | None = None
+
     @default("cmd")
     def _default_cmd(self):
         # The TF images' CMD is `bash -c "... jupyter notebook ..."`, which
@@ -636,13 +640,10 @@ class TFSpawner(DockerSpawner):
     async def _write_passwd(self, container_id: str) -> None:
         """Give the container a passwd entry, so `whoami` names the hub user."""
         if imageref.parse(self.image).pinned:
-            read = _image_account_files.get(self.image)
-            if read is None:
-                read = asyncio.ensure_future(self._read_account_files(container_id))
-                _image_account_files[self.image] = read
-                read.add_done_callback(partial(_forget_failed_read, self.image))
             try:
-                texts = await asyncio.shield(read)
+                texts = await _read_once(
+                    ("accounts", self.image), partial(self._read_account_files, container_id)
+                )
             except Exception:
                 # The shared read used another spawn's container, which may be gone.
                 texts = await self._read_account_files(container_id)
@@ -658,8 +659,6 @@ class TFSpawner(DockerSpawner):
         )
         archive = _tar({"passwd": passwd, "group": group})
         await self.docker("put_archive", container_id, "/etc", archive)
-
-    # --- volumes -------------------------------------------------------------------
 
     async def _read_account_files(self, container_id: str) -> dict[str, str]:
         texts = {}
@@ -680,9 +679,10 @@ class TFSpawner(DockerSpawner):
         return self.volume_name
 
     async def _prepare_volume(self) -> None:
-        """Create the user's volume on first use and hand it to their uid."""
-        uid, gid = self._ids
+        """Create the user's volume on first use; it is handed over in ``create_object``."""
+        self._unseeded_volume = None
         if self.volume_host_root:
+            uid, gid = self._ids
             mount = "/mnt/tfspawner-root"
             script = volumes.bind_init_script(mount, self.volume_name, uid, gid)
             await self._run_init(script, {self.volume_host_root: {"bind": mount, "mode": "rw"}})
@@ -697,17 +697,53 @@ class TFSpawner(DockerSpawner):
             hub=self.hub_name, user=self.user.name, server=self.name, image=self.image
         )
         await self.docker("create_volume", name=self.volume_name, labels=labels)
-        try:
-            # Mounted where the user's container mounts it, so the image's files
-            # there are copied in first and handed over too.
-            script = volumes.init_script(self.notebook_dir, uid, gid)
-            await self._run_init(
-                script, {self.volume_name: {"bind": self.notebook_dir, "mode": "rw"}}
+        self._unseeded_volume = self.volume_name
+
+    async def _seed_volume(self, container_id: str) -> None:
+        """Hand a new volume, with what the image keeps in the notebook directory, to the user.
+
+        Written through the user's container before it starts, with the owner
+        in each tar entry: no root container is needed.
+        """
+        if imageref.parse(self.image).pinned:
+            image_files = await _read_once(
+                ("notebook_dir", self.image, self.notebook_dir), self._read_image_notebook_dir
             )
-        except BaseException:
-            # The volume is new and empty: removing it loses nothing.
-            await self.docker("remove_volume", self.volume_name)
-            raise
+        else:
+            image_files = await self._read_image_notebook_dir()
+        archive = volumes.seed_archive(image_files, self.notebook_dir, *self._ids)
+        parent = posixpath.dirname(posixpath.normpath(self.notebook_dir))
+        await self.docker("put_archive", container_id, parent, archive)
+        self._unseeded_volume = None
+
+    async def _read_image_notebook_dir(self) -> bytes | None:
+        """The image's files in the notebook directory, from a container that never starts."""
+        container = await self.docker(
+            "create_container",
+            image=self.image,
+            network_disabled=True,
+            labels={
+                containerspec.LABEL_HUB: self.hub_name,
+                containerspec.LABEL_INIT: "true",
+            },
+        )
+        try:
+            stream, _ = await self.docker("get_archive", container["Id"], self.notebook_dir)
+            return b"".join(stream)
+        except NotFound:
+            return None
+        finally:
+            await self.docker("remove_container", container["Id"], force=True)
+
+    async def _remove_unseeded_volume(self) -> None:
+        # Created by this start and never handed over: it is empty, nothing is lost.
+        name, self._unseeded_volume = self._unseeded_volume, None
+        if not name:
+            return
+        try:
+            await self.docker("remove_volume", name)
+        except Exception:
+            self.log.exception("Could not remove the unused new volume %s", name)
 
     async def _run_init(self, script: str, binds: dict) -> None:
         """Run ``script`` as root in a throwaway container that can only change ownership."""
@@ -953,6 +989,7 @@ class TFSpawner(DockerSpawner):
         except BaseException:
             await self._release_gpus("start failed")
             await self._remove_failed_container()
+            await self._remove_unseeded_volume()
             raise
         self.stop_reason = ""
         return result
@@ -1081,13 +1118,25 @@ class TFSpawner(DockerSpawner):
         container = await self.docker("create_container", **kwargs)
         self.object_id = container["Id"]
         await self._write_passwd(container["Id"])
+        if self._unseeded_volume:
+            await self._seed_volume(container["Id"])
         return container
 
 
-def _forget_failed_read(image: str, read: asyncio.Future) -> None:
-    # A failed read is not cached: the next spawn of the image tries again.
+async def _read_once(key: tuple, read):
+    """``await read()``, once per key for as long as it succeeds; callers share it."""
+    task = _image_reads.get(key)
+    if task is None:
+        task = asyncio.ensure_future(read())
+        _image_reads[key] = task
+        task.add_done_callback(partial(_forget_failed_read, key))
+    return await asyncio.shield(task)
+
+
+def _forget_failed_read(key: tuple, read: asyncio.Future) -> None:
+    # A failed read is not cached: the next spawn tries again.
     if read.cancelled() or read.exception() is not None:
-        _image_account_files.pop(image, None)
+        _image_reads.pop(key, None)
 
 
 def _passwd_ids(username: str) -> tuple[int, int]:

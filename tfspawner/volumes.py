@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import posixpath
 import shlex
+import tarfile
 
 from . import naming
 
@@ -30,13 +32,44 @@ def host_path(root: str, name: str) -> str:
     return path
 
 
-def init_script(target: str, uid: int, gid: int) -> str:
-    """Shell run as root once on a new volume: hand it, and what the image put there, to the user."""
-    quoted = shlex.quote(target)
-    return f"mkdir -p {quoted} && chown -R {uid}:{gid} {quoted} && chmod 0700 {quoted}"
+def seed_archive(image_archive: bytes | None, notebook_dir: str, uid: int, gid: int) -> bytes:
+    """A tar that makes a new volume the user's, unpacked in ``dirname(notebook_dir)``.
+
+    Put into the user's container before it first starts, where the volume is
+    mounted at ``notebook_dir``: its top entry becomes the volume's root, owned
+    by the user with mode 0700, followed by what the image had there
+    (``image_archive``, as the engine's archive API returns it), owned by the
+    user too. The engine applies a tar entry's owner, so no container has to
+    run as root. Set-id bits are dropped, as ``chown`` would; device files and
+    fifos are left out.
+    """
+    top = posixpath.basename(posixpath.normpath(notebook_dir))
+    if not notebook_dir.startswith("/") or top in ("", ".", ".."):
+        raise UnsafePath(f"the notebook directory must be an absolute path, not {notebook_dir!r}")
+    members: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    if image_archive:
+        with tarfile.open(fileobj=io.BytesIO(image_archive)) as source:
+            for info in source:
+                # The engine names the archive's top entry after the directory it read.
+                inside = info.name.startswith(top + "/")
+                if info.islnk():
+                    inside = inside and info.linkname.startswith(top + "/")
+                if not inside or not (info.isdir() or info.isreg() or info.issym() or info.islnk()):
+                    continue
+                data = source.extractfile(info).read() if info.isreg() else None
+                members.append((info, data))
+    root = tarfile.TarInfo(top)
+    root.type = tarfile.DIRTYPE
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as target:
+        for info, data in [(root, None), *members]:
+            info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
+            info.mode = 0o700 if info is root else info.mode & 0o1777
+            target.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
 
 
 def bind_init_script(root_mount: str, name: str, uid: int, gid: int) -> str:
-    """Like init_script for a host directory, but only the first time it is used."""
+    """Shell run as root once for the bind variant: a host directory only the user can use."""
     path = shlex.quote(posixpath.join(root_mount, name))
     return f"[ -d {path} ] || {{ mkdir {path} && chown {uid}:{gid} {path} && chmod 0700 {path}; }}"

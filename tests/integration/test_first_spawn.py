@@ -47,12 +47,17 @@ async def test_tf_standin_runs_tensorflow_29_in_a_kernel(hub_factory, tf_image):
         "student",
         "import os, tensorflow as tf, jupyterhub\n"
         "print(tf.__version__)\nprint(jupyterhub.__version__)\nprint(os.getuid())\n"
-        "print(os.getcwd())",
+        "print(os.getcwd())\n"
+        "for path in ('/tf', '/tf/tensorflow-tutorials'):\n"
+        "    print(f'{os.stat(path).st_uid}:{os.stat(path).st_mode & 0o777:o}')",
     )
-    tf_version, singleuser_version, uid, cwd = out.split()
+    tf_version, singleuser_version, uid, cwd, notebooks, tutorials = out.split()
     assert tf_version == "2.9.3"
     assert int(uid) > 0
     assert cwd == "/tf"
+    # The new volume, and the tutorials the image keeps there, are the student's.
+    assert notebooks == f"{uid}:700"
+    assert tutorials.split(":")[0] == uid
 
     # The hub runs this environment's jupyterhub: 6.x in the main run, so a
     # 6.x hub drives the 5.x single-user server; 5.x in the compatibility run.

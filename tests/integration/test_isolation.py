@@ -44,7 +44,7 @@ async def test_runs_as_the_user_with_a_writable_persistent_home(
     assert sh(container, "whoami") == (0, "marie")
     assert sh(container, "id -un") == (0, "marie")
     assert sh(container, "echo $HOME") == (0, "/home/jovyan")
-    assert sh(container, "touch $HOME/probe && stat -c %u $HOME") == (0, str(uid))
+    assert sh(container, "touch $HOME/probe && stat -c '%u %a' $HOME") == (0, f"{uid} 700")
     mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
     home = mounts["/home/jovyan"]
     assert home["Type"] == "volume" and home["RW"]

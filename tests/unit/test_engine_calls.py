@@ -37,11 +37,30 @@ def test_admin_client_kwargs_win():
     assert TFSpawner(client_kwargs={"timeout": 30}).client_kwargs == {"timeout": 30}
 
 
+def test_concurrent_reads_of_one_image_share_one_call():
+    calls = []
+
+    async def read():
+        calls.append(1)
+        await asyncio.sleep(0.01)
+        return "files"
+
+    async def run():
+        spawner_module._image_reads.pop(("test", "img"), None)
+        return await asyncio.gather(
+            *(spawner_module._read_once(("test", "img"), read) for _ in range(5))
+        )
+
+    assert asyncio.run(run()) == ["files"] * 5
+    assert calls == [1]
+    spawner_module._image_reads.pop(("test", "img"), None)
+
+
 @pytest.mark.parametrize("outcome", ["result", "error", "cancel"])
 def test_only_a_successful_image_file_read_is_kept(monkeypatch, outcome):
     async def run():
         read = asyncio.get_running_loop().create_future()
-        monkeypatch.setitem(spawner_module._image_account_files, "img", read)
+        monkeypatch.setitem(spawner_module._image_reads, ("accounts", "img"), read)
         if outcome == "result":
             read.set_result({"passwd": "", "group": ""})
         elif outcome == "error":
@@ -49,7 +68,7 @@ def test_only_a_successful_image_file_read_is_kept(monkeypatch, outcome):
             read.exception()  # retrieved, so asyncio does not warn
         else:
             read.cancel()
-        spawner_module._forget_failed_read("img", read)
-        return "img" in spawner_module._image_account_files
+        spawner_module._forget_failed_read(("accounts", "img"), read)
+        return ("accounts", "img") in spawner_module._image_reads
 
     assert asyncio.run(run()) is (outcome == "result")

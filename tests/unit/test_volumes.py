@@ -1,3 +1,6 @@
+import io
+import tarfile
+
 import pytest
 
 from tfspawner import volumes
@@ -48,13 +51,92 @@ def test_host_path_refuses_traversal(root, name):
         volumes.host_path(root, name)
 
 
-def test_init_scripts_quote_paths():
-    assert (
-        volumes.init_script("/tf", 100001, 100)
-        == "mkdir -p /tf && chown -R 100001:100 /tf && chmod 0700 /tf"
-    )
+def test_bind_init_script_quotes_paths():
     script = volumes.bind_init_script("/mnt/root", "tfspawner-hub--a", 5, 6)
     assert (
         script
         == "[ -d /mnt/root/tfspawner-hub--a ] || { mkdir /mnt/root/tfspawner-hub--a && chown 5:6 /mnt/root/tfspawner-hub--a && chmod 0700 /mnt/root/tfspawner-hub--a; }"
     )
+
+
+def image_archive(top: str, *entries) -> bytes:
+    """An archive as the engine returns it for ``top``: entries (name, type, mode, extra)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, kind, mode, extra in [(top, tarfile.DIRTYPE, 0o755, None), *entries]:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.uid, info.gid, info.uname = kind, mode, 0, 0, "root"
+            data = None
+            if kind == tarfile.REGTYPE:
+                data = extra.encode()
+                info.size = len(data)
+            elif extra is not None:
+                info.linkname = extra
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def members(archive: bytes) -> dict[str, tuple]:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        return {
+            m.name: (m.type, oct(m.mode), m.uid, m.gid, m.uname, m.linkname)
+            for m in tar.getmembers()
+        }
+
+
+REG, DIR, SYM, LNK, FIFO = (
+    tarfile.REGTYPE,
+    tarfile.DIRTYPE,
+    tarfile.SYMTYPE,
+    tarfile.LNKTYPE,
+    tarfile.FIFOTYPE,
+)
+
+
+@pytest.mark.parametrize(
+    ("notebook_dir", "source", "expected"),
+    [
+        # Nothing in the image: only the volume's root, the user's, 0700.
+        ("/home/jovyan", None, {"jovyan": (DIR, "0o700", 7, 8, "", "")}),
+        ("/tf/", None, {"tf": (DIR, "0o700", 7, 8, "", "")}),
+        (
+            "/tf",
+            image_archive(
+                "tf",
+                ("tf/notebooks", DIR, 0o755, None),
+                ("tf/notebooks/intro.ipynb", REG, 0o644, "{}"),
+                ("tf/run", REG, 0o4755, "#!/bin/sh"),  # setuid dropped
+                ("tf/latest", SYM, 0o777, "notebooks/intro.ipynb"),
+                ("tf/copy", LNK, 0o644, "tf/notebooks/intro.ipynb"),
+                ("tf/pipe", FIFO, 0o644, None),  # left out
+                ("tf/escape", LNK, 0o644, "etc/shadow"),  # link out of the tree: left out
+                ("other", REG, 0o644, "x"),  # not under the directory: left out
+            ),
+            {
+                "tf": (DIR, "0o700", 7, 8, "", ""),
+                "tf/notebooks": (DIR, "0o755", 7, 8, "", ""),
+                "tf/notebooks/intro.ipynb": (REG, "0o644", 7, 8, "", ""),
+                "tf/run": (REG, "0o755", 7, 8, "", ""),
+                "tf/latest": (SYM, "0o777", 7, 8, "", "notebooks/intro.ipynb"),
+                "tf/copy": (LNK, "0o644", 7, 8, "", "tf/notebooks/intro.ipynb"),
+            },
+        ),
+    ],
+)
+def test_seed_archive_hands_the_volume_and_the_image_files_to_the_user(
+    notebook_dir, source, expected
+):
+    archive = volumes.seed_archive(source, notebook_dir, 7, 8)
+    assert members(archive) == expected
+
+
+def test_seed_archive_keeps_file_contents():
+    source = image_archive("tf", ("tf/a.txt", REG, 0o600, "hello"))
+    with tarfile.open(fileobj=io.BytesIO(volumes.seed_archive(source, "/tf", 1, 1))) as tar:
+        assert tar.extractfile("tf/a.txt").read() == b"hello"
+
+
+@pytest.mark.parametrize("notebook_dir", ["/", "tf", "", "/tf/.."])
+def test_seed_archive_refuses_a_directory_it_cannot_name(notebook_dir):
+    with pytest.raises(UnsafePath):
+        volumes.seed_archive(None, notebook_dir, 1, 1)
