@@ -321,8 +321,8 @@ def report(
         "had used when the storm ended, from their cgroups."
     )
     print(
-        "cold: first start of each user (TFSpawner creates a volume and runs an init "
-        "container); warm: the same users again, volumes already there. Round order is ABBA; "
+        "cold: first start of each user (TFSpawner creates a volume and hands it to the "
+        "user); warm: the same users again, volumes already there. Round order is ABBA; "
         f"spawns: samples pooled over {repeat} repeat(s)."
     )
     if engine_threads:
