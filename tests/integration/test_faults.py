@@ -25,7 +25,9 @@ def run_testbed(command: str) -> subprocess.CompletedProcess:
 
 
 def started_by_testbed(service: str) -> bool:
-    started = ROOT / ".testbed" / "started"
+    # Kept per machine, so a CI clone may restart the engine another checkout started.
+    run = Path(os.environ.get("TFSPAWNER_TESTBED_RUN", "/run/tfspawner-testbed"))
+    started = run / "started"
     return started.exists() and service in started.read_text().split()
 
 
