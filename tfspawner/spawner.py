@@ -218,10 +218,10 @@ class TFSpawner(DockerSpawner):
         Like DockerSpawner, TFSpawner makes the engine calls of all servers on
         one thread by default, so container starts happen one after another in
         the order the spawns arrived. When a whole class logs in and the host's
-        CPUs are the limit, that is the fastest choice: on a 2-CPU host, 8
-        threads made the median student wait 12-20% longer, because servers
-        that boot all at once share the CPUs until the last is done
-        (docs/benchmarks.md). Image pulls do not use these threads: a long pull
+        CPUs are the limit, that is the fastest choice: on a 2-CPU host with
+        8 threads, the median student of a class of 50 waited 12-20% longer
+        than with DockerSpawner, because servers that boot all at once share
+        the CPUs until the last is done (docs/benchmarks.md). Image pulls do not use these threads: a long pull
         never holds up other users' spawns, stops and polls.
 
         Example: ``c.TFSpawner.engine_threads = 4`` on a host with many idle
