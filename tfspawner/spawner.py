@@ -221,8 +221,9 @@ class TFSpawner(DockerSpawner):
         CPUs are the limit, that is the fastest choice: on a 2-CPU host with
         8 threads, the median student of a class of 50 waited 12-20% longer
         than with DockerSpawner, because servers that boot all at once share
-        the CPUs until the last is done (docs/benchmarks.md). Image pulls do not use these threads: a long pull
-        never holds up other users' spawns, stops and polls.
+        the CPUs until the last is done (docs/benchmarks.md). Image pulls do
+        not use these threads: a long pull never holds up other users'
+        spawns, stops and polls.
 
         Example: ``c.TFSpawner.engine_threads = 4`` on a host with many idle
         cores per spawning user.
@@ -666,6 +667,8 @@ class TFSpawner(DockerSpawner):
             stream, _ = await self.docker("get_archive", container_id, f"/etc/{name}")
             texts[name] = _read_tar_member(b"".join(stream), name)
         return texts
+
+    # --- volumes -------------------------------------------------------------------
 
     @property
     def volume_name(self) -> str:
