@@ -15,7 +15,7 @@ import posixpath
 import pwd
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from docker.errors import APIError, ImageNotFound, NotFound
@@ -72,8 +72,17 @@ def _shared_executor(purpose: str, threads: int) -> ThreadPoolExecutor:
     return _executors[purpose]
 
 
-# Pulls in flight, by pinned reference, shared by every spawner in the process.
-_pulls: dict[str, tuple[asyncio.Future, PullProgress]] = {}
+@dataclass
+class _ImageLookup:
+    """One look for a pinned image (and its pull, if absent), shared by concurrent spawns."""
+
+    task: asyncio.Future | None = None
+    progress: PullProgress = field(default_factory=PullProgress)
+    pulling: bool = False
+
+
+# Image lookups in flight, by pinned reference, shared by every spawner in the process.
+_image_lookups: dict[str, _ImageLookup] = {}
 
 
 class TFSpawner(DockerSpawner):
@@ -875,21 +884,7 @@ class TFSpawner(DockerSpawner):
         if not ref.pinned:
             self.log.warning("Starting %s from unpinned image %s", self._log_name, image)
             return await super().pull_image(image)
-        try:
-            info = await self.docker("inspect_image", str(ref))
-        except (ImageNotFound, NotFound):
-            if self.pull_policy == "never":
-                raise spawn_refused(
-                    f"The image {image} is not on this host. Please tell the hub's administrator.",
-                    reason="image",
-                    status_code=503,
-                ) from None
-            await self._pull_once(ref)
-            try:
-                info = await self.docker("inspect_image", str(ref))
-            except (ImageNotFound, NotFound):
-                raise self._pull_refused() from None
-        self._verify_digest(ref, info)
+        self._verify_digest(ref, await self._local_image(ref))
 
     def _pull_refused(self):
         return spawn_refused(
@@ -905,31 +900,57 @@ class TFSpawner(DockerSpawner):
         for event in self.client.pull(repository, tag=digest, stream=True, decode=True):
             progress.update(event)
 
-    async def _pull_once(self, ref: imageref.ImageRef) -> None:
-        """Single-flight pull: concurrent spawns of one missing image share one pull."""
+    async def _local_image(self, ref: imageref.ImageRef) -> dict:
+        """The engine's view of a pinned image, pulled by digest first if absent.
+
+        Single-flight: concurrent spawns of one image share one look and at most
+        one pull. The look is inside the shared part, so a spawn arriving just
+        after a pull finished looks again and finds the image, instead of
+        pulling it a second time.
+        """
         key = str(ref)
-        if key not in _pulls:
-            self.log.info("Pulling %s by digest", ref)
-            progress = PullProgress()
-            # Not on the engine-call threads, which every spawn, stop and poll needs.
-            pulls = _shared_executor("pull", PULL_THREADS)
-            future = asyncio.wrap_future(pulls.submit(self._pull_stream, ref, progress))
-            _pulls[key] = (future, progress)
-            future.add_done_callback(lambda _: _pulls.pop(key, None))
-        future, progress = _pulls[key]
+        if key not in _image_lookups:
+            lookup = _ImageLookup()
+            lookup.task = asyncio.ensure_future(self._inspect_or_pull(ref, lookup))
+            _image_lookups[key] = lookup
+            lookup.task.add_done_callback(lambda _: _image_lookups.pop(key, None))
+        lookup = _image_lookups[key]
         reported = -1
-        while not future.done():
-            if progress.percent != reported:
-                reported = progress.percent
+        while not lookup.task.done():
+            if lookup.pulling and lookup.progress.percent != reported:
+                reported = lookup.progress.percent
                 # Map the pull onto 20-80% of the spawn's progress bar.
                 self._report(f"Pulling image: {reported}%", 20 + reported * 60 // 100)
-            await asyncio.wait([future], timeout=1)
+            await asyncio.wait([lookup.task], timeout=1)
+        info = lookup.task.result()
+        if lookup.pulling:
+            self._report("Pulling image: 100%", 80)
+        return info
+
+    async def _inspect_or_pull(self, ref: imageref.ImageRef, lookup: _ImageLookup) -> dict:
         try:
-            future.result()
+            return await self.docker("inspect_image", str(ref))
+        except (ImageNotFound, NotFound):
+            pass
+        if self.pull_policy == "never":
+            raise spawn_refused(
+                f"The image {ref} is not on this host. Please tell the hub's administrator.",
+                reason="image",
+                status_code=503,
+            )
+        self.log.info("Pulling %s by digest", ref)
+        lookup.pulling = True
+        # Not on the engine-call threads, which every spawn, stop and poll needs.
+        pulls = _shared_executor("pull", PULL_THREADS)
+        try:
+            await asyncio.wrap_future(pulls.submit(self._pull_stream, ref, lookup.progress))
         except (APIError, PullFailed) as e:
             self.log.error("Pulling %s failed: %s", ref, e)
             raise self._pull_refused() from None
-        self._report("Pulling image: 100%", 80)
+        try:
+            return await self.docker("inspect_image", str(ref))
+        except (ImageNotFound, NotFound):
+            raise self._pull_refused() from None
 
     def _verify_digest(self, ref: imageref.ImageRef, image_info: dict) -> None:
         repo_digests = image_info.get("RepoDigests") or []
