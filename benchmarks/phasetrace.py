@@ -111,9 +111,8 @@ def install(path: str) -> None:
     _wrap_async(TFSpawner, "pull_image", "pull_image")
     _wrap_async(TFSpawner, "create_object", "create_object")
     _wrap_async(TFSpawner, "_prepare_volume", "TFSpawner: volume (inspect/create)")
-    _wrap_async(TFSpawner, "_seed_volume", "TFSpawner: hand a new volume to the user")
     _wrap_async(TFSpawner, "_run_init", "TFSpawner: init container (bind variant)")
-    _wrap_async(TFSpawner, "_write_passwd", "TFSpawner: passwd get/put_archive")
+    _wrap_async(TFSpawner, "_write_first_files", "TFSpawner: passwd entry (+ new volume) archive")
     _wrap_async(TFSpawner, "hub_context", "TFSpawner: hub_context")
     _wrap_async(TFSpawner, "resolve_ids", "TFSpawner: resolve_ids")
 

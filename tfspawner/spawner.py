@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import io
 import os
-import posixpath
 import pwd
-import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,6 +20,7 @@ from dockerspawner import DockerSpawner
 from traitlets import Any, Bool, Dict, Int, List, Unicode, Union, default, validate
 
 from . import (
+    archive,
     containerspec,
     form,
     gpupool,
@@ -647,8 +645,8 @@ class TFSpawner(DockerSpawner):
     def passwd_name(self) -> str:
         return identity.passwd_name(self.user.name, "u-" + naming.escape(self.user.name))
 
-    async def _write_passwd(self, container_id: str) -> None:
-        """Give the container a passwd entry, so `whoami` names the hub user."""
+    async def _account_files(self, container_id: str) -> list[archive.Member]:
+        """The image's passwd and group with this user added, so `whoami` names the hub user."""
         if imageref.parse(self.image).pinned:
             try:
                 texts = await _read_once(
@@ -667,14 +665,13 @@ class TFSpawner(DockerSpawner):
             gid=self._ids[1],
             home=self.notebook_dir,
         )
-        archive = _tar({"passwd": passwd, "group": group})
-        await self.docker("put_archive", container_id, "/etc", archive)
+        return [archive.text_file("etc/passwd", passwd), archive.text_file("etc/group", group)]
 
     async def _read_account_files(self, container_id: str) -> dict[str, str]:
         texts = {}
         for name in ("passwd", "group"):
             stream, _ = await self.docker("get_archive", container_id, f"/etc/{name}")
-            texts[name] = _read_tar_member(b"".join(stream), name)
+            texts[name] = archive.read_text(b"".join(stream), name)
         return texts
 
     # --- volumes -------------------------------------------------------------------
@@ -711,8 +708,8 @@ class TFSpawner(DockerSpawner):
         await self.docker("create_volume", name=self.volume_name, labels=labels)
         self._unseeded_volume = self.volume_name
 
-    async def _seed_volume(self, container_id: str) -> None:
-        """Hand a new volume, with what the image keeps in the notebook directory, to the user.
+    async def _volume_seed(self) -> list[archive.Member]:
+        """What hands a new volume, with what the image keeps in the notebook directory, to the user.
 
         Written through the user's container before it starts, with the owner
         in each tar entry: no root container is needed.
@@ -723,10 +720,7 @@ class TFSpawner(DockerSpawner):
             )
         else:
             image_files = await self._read_image_notebook_dir()
-        archive = volumes.seed_archive(image_files, self.notebook_dir, *self._ids)
-        parent = posixpath.dirname(posixpath.normpath(self.notebook_dir))
-        await self.docker("put_archive", container_id, parent, archive)
-        self._unseeded_volume = None
+        return volumes.seed_members(image_files, self.notebook_dir, *self._ids)
 
     async def _read_image_notebook_dir(self) -> bytes | None:
         """The image's files in the notebook directory, from a container that never starts."""
@@ -1141,10 +1135,16 @@ class TFSpawner(DockerSpawner):
         kwargs["host_config"] = self.client.create_host_config(**host_kwargs)
         container = await self.docker("create_container", **kwargs)
         self.object_id = container["Id"]
-        await self._write_passwd(container["Id"])
-        if self._unseeded_volume:
-            await self._seed_volume(container["Id"])
+        await self._write_first_files(container["Id"])
         return container
+
+    async def _write_first_files(self, container_id: str) -> None:
+        """The passwd entry and, for a new volume, its hand-over: one archive, one engine call."""
+        members = await self._account_files(container_id)
+        if self._unseeded_volume:
+            members += await self._volume_seed()
+        await self.docker("put_archive", container_id, "/", archive.build(members))
+        self._unseeded_volume = None
 
 
 async def _read_once(key: tuple, read):
@@ -1166,23 +1166,6 @@ def _forget_failed_read(key: tuple, read: asyncio.Future) -> None:
 def _passwd_ids(username: str) -> tuple[int, int]:
     entry = pwd.getpwnam(username)
     return entry.pw_uid, entry.pw_gid
-
-
-def _read_tar_member(data: bytes, name: str) -> str:
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        member = archive.extractfile(name)
-        return member.read().decode() if member else ""
-
-
-def _tar(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def _install_hub_hooks() -> None:

@@ -7,7 +7,7 @@ import posixpath
 import shlex
 import tarfile
 
-from . import naming
+from . import archive, naming
 
 VOLUME_PREFIX = "tfspawner"
 
@@ -32,21 +32,25 @@ def host_path(root: str, name: str) -> str:
     return path
 
 
-def seed_archive(image_archive: bytes | None, notebook_dir: str, uid: int, gid: int) -> bytes:
-    """A tar that makes a new volume the user's, unpacked in ``dirname(notebook_dir)``.
+def seed_members(
+    image_archive: bytes | None, notebook_dir: str, uid: int, gid: int
+) -> list[archive.Member]:
+    """Archive entries that make a new volume the user's, named relative to ``/``.
 
     Put into the user's container before it first starts, where the volume is
-    mounted at ``notebook_dir``: its top entry becomes the volume's root, owned
-    by the user with mode 0700, followed by what the image had there
+    mounted at ``notebook_dir``: the first entry becomes the volume's root,
+    owned by the user with mode 0700, followed by what the image had there
     (``image_archive``, as the engine's archive API returns it), owned by the
     user too. The engine applies a tar entry's owner, so no container has to
     run as root. Set-id bits are dropped, as ``chown`` would; device files and
     fifos are left out.
     """
-    top = posixpath.basename(posixpath.normpath(notebook_dir))
+    path = posixpath.normpath(notebook_dir).lstrip("/")
+    top = posixpath.basename(path)
     if not notebook_dir.startswith("/") or top in ("", ".", ".."):
         raise UnsafePath(f"the notebook directory must be an absolute path, not {notebook_dir!r}")
-    members: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    parent = posixpath.dirname(path)
+    members: list[archive.Member] = []
     if image_archive:
         with tarfile.open(fileobj=io.BytesIO(image_archive)) as source:
             for info in source:
@@ -54,19 +58,18 @@ def seed_archive(image_archive: bytes | None, notebook_dir: str, uid: int, gid: 
                 inside = info.name.startswith(top + "/")
                 if info.islnk():
                     inside = inside and info.linkname.startswith(top + "/")
+                    info.linkname = posixpath.join(parent, info.linkname)
                 if not inside or not (info.isdir() or info.isreg() or info.issym() or info.islnk()):
                     continue
                 data = source.extractfile(info).read() if info.isreg() else None
+                info.name = posixpath.join(parent, info.name)
                 members.append((info, data))
-    root = tarfile.TarInfo(top)
+    root = tarfile.TarInfo(path)
     root.type = tarfile.DIRTYPE
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as target:
-        for info, data in [(root, None), *members]:
-            info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
-            info.mode = 0o700 if info is root else info.mode & 0o1777
-            target.addfile(info, io.BytesIO(data) if data is not None else None)
-    return buffer.getvalue()
+    for info, _ in [(root, None), *members]:
+        info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
+        info.mode = 0o700 if info is root else info.mode & 0o1777
+    return [(root, None), *members]
 
 
 def bind_init_script(root_mount: str, name: str, uid: int, gid: int) -> str:

@@ -3,7 +3,7 @@ import tarfile
 
 import pytest
 
-from tfspawner import volumes
+from tfspawner import archive, volumes
 from tfspawner.volumes import UnsafePath
 
 
@@ -97,8 +97,9 @@ REG, DIR, SYM, LNK, FIFO = (
     ("notebook_dir", "source", "expected"),
     [
         # Nothing in the image: only the volume's root, the user's, 0700.
-        ("/home/jovyan", None, {"jovyan": (DIR, "0o700", 7, 8, "", "")}),
+        ("/home/jovyan", None, {"home/jovyan": (DIR, "0o700", 7, 8, "", "")}),
         ("/tf/", None, {"tf": (DIR, "0o700", 7, 8, "", "")}),
+        ("/srv//work/./nb", None, {"srv/work/nb": (DIR, "0o700", 7, 8, "", "")}),
         (
             "/tf",
             image_archive(
@@ -121,22 +122,53 @@ REG, DIR, SYM, LNK, FIFO = (
                 "tf/copy": (LNK, "0o644", 7, 8, "", "tf/notebooks/intro.ipynb"),
             },
         ),
+        (
+            # Below a parent: names and hard-link targets move under it, symlinks do not.
+            "/home/jovyan",
+            image_archive(
+                "jovyan",
+                ("jovyan/.bashrc", REG, 0o644, "set -o vi"),
+                ("jovyan/.profile", LNK, 0o644, "jovyan/.bashrc"),
+                ("jovyan/data", SYM, 0o777, "/srv/data"),
+            ),
+            {
+                "home/jovyan": (DIR, "0o700", 7, 8, "", ""),
+                "home/jovyan/.bashrc": (REG, "0o644", 7, 8, "", ""),
+                "home/jovyan/.profile": (LNK, "0o644", 7, 8, "", "home/jovyan/.bashrc"),
+                "home/jovyan/data": (SYM, "0o777", 7, 8, "", "/srv/data"),
+            },
+        ),
     ],
 )
-def test_seed_archive_hands_the_volume_and_the_image_files_to_the_user(
+def test_seed_members_hand_the_volume_and_the_image_files_to_the_user(
     notebook_dir, source, expected
 ):
-    archive = volumes.seed_archive(source, notebook_dir, 7, 8)
-    assert members(archive) == expected
+    built = archive.build(volumes.seed_members(source, notebook_dir, 7, 8))
+    assert members(built) == expected
 
 
-def test_seed_archive_keeps_file_contents():
+def test_seed_members_keep_file_contents():
     source = image_archive("tf", ("tf/a.txt", REG, 0o600, "hello"))
-    with tarfile.open(fileobj=io.BytesIO(volumes.seed_archive(source, "/tf", 1, 1))) as tar:
-        assert tar.extractfile("tf/a.txt").read() == b"hello"
+    built = archive.build(volumes.seed_members(source, "/tf", 1, 1))
+    assert archive.read_text(built, "tf/a.txt") == "hello"
 
 
 @pytest.mark.parametrize("notebook_dir", ["/", "tf", "", "/tf/.."])
-def test_seed_archive_refuses_a_directory_it_cannot_name(notebook_dir):
+def test_seed_members_refuse_a_directory_they_cannot_name(notebook_dir):
     with pytest.raises(UnsafePath):
-        volumes.seed_archive(None, notebook_dir, 1, 1)
+        volumes.seed_members(None, notebook_dir, 1, 1)
+
+
+def test_account_files_and_volume_seed_travel_in_one_archive():
+    built = archive.build(
+        [
+            archive.text_file("etc/passwd", "root:x:0:0::/root:/bin/sh\n"),
+            *volumes.seed_members(None, "/home/jovyan", 1000, 100),
+        ]
+    )
+    assert members(built) == {
+        "etc/passwd": (REG, "0o644", 0, 0, "", ""),
+        "home/jovyan": (DIR, "0o700", 1000, 100, "", ""),
+    }
+    assert archive.read_text(built, "etc/passwd") == "root:x:0:0::/root:/bin/sh\n"
+    assert archive.read_text(built, "home/jovyan") == ""
