@@ -396,6 +396,10 @@ def prefixed_containers(client, prefix: str):
     ]
 
 
+def prefixed_volumes(client, prefix: str):
+    return [v for v in client.volumes.list(filters={"name": prefix}) if v.name.startswith(prefix)]
+
+
 def remove_all(containers=(), volumes=()) -> int:
     """Remove what a benchmark left; returns how many objects were removed."""
     removed = 0

@@ -69,11 +69,16 @@ def tfspawner_config(n: int, image: str) -> str:
     )
 
 
-def dockerspawner_config(n: int, image: str, prefix: str) -> str:
+def dockerspawner_config(n: int, image: str, prefix: str, volume: bool = False) -> str:
     # Later assignments win: this replaces the template's "tfspawner".
-    return shared_config(n, image) + (
+    config = shared_config(n, image) + (
         f"c.JupyterHub.spawner_class = 'docker'\nc.DockerSpawner.prefix = {prefix!r}\n"
     )
+    if volume:
+        # DockerSpawner's documented persistent home: a named volume per user,
+        # which the engine fills from the image on first mount.
+        config += f"c.DockerSpawner.volumes = {{{prefix + '-vol-{username}'!r}: '/home/jovyan'}}\n"
+    return config
 
 
 @dataclass
@@ -88,7 +93,10 @@ class Side:
                 common.tfspawner_containers(client, self.name),
                 common.tfspawner_volumes(client, self.name) if volumes else [],
             )
-        return common.prefixed_containers(client, self.name + "-"), []
+        return (
+            common.prefixed_containers(client, self.name + "-"),
+            common.prefixed_volumes(client, self.name + "-vol-") if volumes else [],
+        )
 
 
 @dataclass
@@ -178,7 +186,7 @@ async def run_n(n: int, index: int, env: dict, client, workdir: Path, args) -> l
             workdir / f"n{n}-ds",
             hub_ip,
             common.bench_name("dshub"),
-            dockerspawner_config(n, image, ds_prefix) + extra[DS],
+            dockerspawner_config(n, image, ds_prefix, args.dockerspawner_volume) + extra[DS],
         )
         sides.append(Side(DS, ds_hub, ds_prefix))
 
@@ -299,6 +307,7 @@ def report(
     markdown: bool,
     engine_threads: int,
     repeat: int,
+    dockerspawner_volume: bool,
 ) -> None:
     print("\n".join(common.machine(client)))
     print(f"image: {env['TFSPAWNER_TEST_IMAGE']}")
@@ -325,6 +334,11 @@ def report(
         "user); warm: the same users again, volumes already there. Round order is ABBA; "
         f"spawns: samples pooled over {repeat} repeat(s)."
     )
+    if dockerspawner_volume:
+        print(
+            "DockerSpawner with a named volume per user at /home/jovyan "
+            "(c.DockerSpawner.volumes), like TFSpawner's notebook volume."
+        )
     if engine_threads:
         print(
             f"what-if: both hubs' DockerSpawner executor widened to {engine_threads} threads "
@@ -377,6 +391,12 @@ def parse_args(argv=None):
         "are written next to the hub logs",
     )
     parser.add_argument(
+        "--dockerspawner-volume",
+        action="store_true",
+        help="give DockerSpawner a named volume per user at /home/jovyan too, so both "
+        "spawners keep notebooks (default: DockerSpawner without one, as it ships)",
+    )
+    parser.add_argument(
         "--engine-threads",
         type=int,
         default=0,
@@ -409,7 +429,16 @@ async def main(argv=None) -> None:
     finally:
         print(f"# total {time.monotonic() - started:.0f}s\n", file=sys.stderr)
         if rows:
-            report(rows, env, client, workdir, args.markdown, args.engine_threads, args.repeat)
+            report(
+                rows,
+                env,
+                client,
+                workdir,
+                args.markdown,
+                args.engine_threads,
+                args.repeat,
+                args.dockerspawner_volume,
+            )
 
 
 if __name__ == "__main__":
