@@ -12,7 +12,9 @@
 # The variables, by section below:
 #
 #   Mode            TFSPAWNER_LOCAL_MODE (1: local development on the test bed)
-#   Network         TFSPAWNER_PUBLIC_IP, TFSPAWNER_PUBLIC_PORT, TFSPAWNER_NETWORK,
+#   Network         TFSPAWNER_PUBLIC_IP (default 127.0.0.1, for a reverse proxy
+#                   on this host; 0.0.0.0 takes connections on every address),
+#                   TFSPAWNER_PUBLIC_PORT, TFSPAWNER_NETWORK,
 #                   TFSPAWNER_HUB_IP, TFSPAWNER_HUB_CONNECT_IP,
 #                   TFSPAWNER_SSL_CERT, TFSPAWNER_SSL_KEY
 #   State           TFSPAWNER_DB_URL
@@ -91,11 +93,17 @@ def env_list(name, default=""):
 LOCAL_MODE = env_flag("TFSPAWNER_LOCAL_MODE")
 
 # --- Network -------------------------------------------------------------------
-# Users reach the proxy here. In the compose deployment it is the container's
-# port, published on the host at the same number.
-c.JupyterHub.bind_url = (
-    f"http://{env('TFSPAWNER_PUBLIC_IP', '')}:{env_int('TFSPAWNER_PUBLIC_PORT', 8000)}"
-)
+# Users reach the proxy at TFSPAWNER_PUBLIC_IP:TFSPAWNER_PUBLIC_PORT on the
+# host. The address defaults to 127.0.0.1, for a reverse proxy on the same
+# host; set 0.0.0.0 to take users' connections directly. Local mode's dummy
+# login lets anyone in, so it never listens beyond 127.0.0.1.
+PUBLIC_IP = env("TFSPAWNER_PUBLIC_IP", "127.0.0.1")
+PUBLIC_PORT = env_int("TFSPAWNER_PUBLIC_PORT", 8000)
+if LOCAL_MODE and PUBLIC_IP != "127.0.0.1":
+    raise ConfigError(
+        f"TFSPAWNER_PUBLIC_IP is {PUBLIC_IP}, but local mode (TFSPAWNER_LOCAL_MODE=1) lets "
+        "anyone log in as anyone, so it listens on 127.0.0.1 only; unset it"
+    )
 # TLS is usually terminated by the university's reverse proxy; give the hub
 # a certificate only when it faces users directly.
 if env("TFSPAWNER_SSL_CERT") or env("TFSPAWNER_SSL_KEY"):
@@ -109,6 +117,9 @@ if NETWORK:
     # The hub runs in a container on this Docker network (deploy/compose.yaml):
     # user containers join it and reach the hub by its container name, and the
     # proxy reaches them by their address on it. Nothing is published per user.
+    # The proxy takes connections on every address of the hub's container;
+    # compose publishes its port on the host at TFSPAWNER_PUBLIC_IP only.
+    c.JupyterHub.bind_url = f"http://0.0.0.0:{PUBLIC_PORT}"
     c.DockerSpawner.network_name = NETWORK
     c.DockerSpawner.use_internal_ip = True
     c.JupyterHub.hub_ip = env("TFSPAWNER_HUB_IP", "0.0.0.0")
@@ -117,6 +128,7 @@ else:
     # The hub runs on the host (deploy/systemd): user containers are on the
     # default bridge and reach it through the bridge's gateway. Their ports are
     # published on the host's loopback only, for the proxy.
+    c.JupyterHub.bind_url = f"http://{PUBLIC_IP}:{PUBLIC_PORT}"
     c.JupyterHub.hub_ip = env("TFSPAWNER_HUB_IP", "172.17.0.1")
     c.JupyterHub.hub_connect_ip = env("TFSPAWNER_HUB_CONNECT_IP", c.JupyterHub.hub_ip)
     c.DockerSpawner.host_ip = "127.0.0.1"
@@ -139,15 +151,18 @@ c.Authenticator.admin_users = ADMINS
 
 if AUTHENTICATOR == "native":
     # Accounts with passwords kept by the hub. People sign up at /hub/signup
-    # and an admin approves each one at /hub/authorize; admins listed in
-    # TFSPAWNER_ADMIN_USERS are approved when they sign up, so sign the admin
-    # account up as soon as the hub first starts.
+    # and an admin approves each one at /hub/authorize. Nobody can sign up
+    # under a name in TFSPAWNER_ADMIN_USERS: create each admin's account on
+    # the hub's host, which prints a one-time password to change at
+    # /hub/change-password (deploy/systemd/README.md for a hub without Docker):
+    #
+    #   docker exec tfspawner-hub tfspawner admin create NAME -f /srv/tfspawner/jupyterhub_config.py
     if not ADMINS:
         raise ConfigError(
             "TFSPAWNER_ADMIN_USERS is not set: with the native authenticator an admin "
             "must approve every sign-up, so name at least one (comma-separated)"
         )
-    c.JupyterHub.authenticator_class = "native"
+    c.JupyterHub.authenticator_class = "tfspawner-native"
     c.NativeAuthenticator.open_signup = False
     c.NativeAuthenticator.enable_signup = env_flag("TFSPAWNER_NATIVE_SIGNUP", True)
     c.NativeAuthenticator.minimum_password_length = 10

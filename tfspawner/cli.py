@@ -11,7 +11,7 @@ import docker
 from docker.errors import APIError, DockerException
 from traitlets.config.loader import PyFileConfigLoader
 
-from . import imageref
+from . import admincmd, imageref
 from .pullprogress import PullFailed, PullProgress
 
 
@@ -19,16 +19,30 @@ class CommandError(Exception):
     pass
 
 
-def load_spawner(config_file: str):
-    """A TFSpawner configured from a jupyterhub_config.py, as the hub would see it."""
-    from .hub import _NoUser
-    from .spawner import TFSpawner
-
+def load_config(config_file: str):
+    """The traitlets config of a jupyterhub_config.py; any error it raises is one CommandError."""
     path = Path(config_file)
     if not path.is_file():
         raise CommandError(f"config file {config_file} not found (use -f PATH)")
-    config = PyFileConfigLoader(path.name, path=str(path.parent.resolve())).load_config()
-    return TFSpawner(config=config, user=_NoUser())
+    try:
+        return PyFileConfigLoader(path.name, path=str(path.parent.resolve())).load_config()
+    except Exception as e:
+        # The file is the admin's Python: it raises for a missing TFSPAWNER_* variable.
+        cause = e.__cause__ or e
+        raise CommandError(f"{config_file}: {cause}") from None
+
+
+def load_spawner(config_file: str):
+    """A TFSpawner configured from a jupyterhub_config.py, as the hub would see it."""
+    from .hub import NoUser
+    from .spawner import TFSpawner
+
+    try:
+        return TFSpawner(config=load_config(config_file), user=NoUser())
+    except CommandError:
+        raise
+    except Exception as e:
+        raise CommandError(f"{config_file}: {e}") from None
 
 
 def engine() -> docker.DockerClient:
@@ -119,8 +133,6 @@ class Report:
 
 
 def doctor(config_file: str, report: Report) -> None:
-    from .spawner import ConfigError
-
     spawner = None
     refs, profiles, gpus = {}, [], []
     try:
@@ -130,7 +142,7 @@ def doctor(config_file: str, report: Report) -> None:
         report.ok(
             "config", f"{config_file}: {len(profiles)} profile(s), {len(gpus)} GPU(s) in the pool"
         )
-    except (CommandError, ConfigError, ValueError) as e:
+    except Exception as e:
         report.fail("config", str(e))
 
     try:
@@ -193,10 +205,45 @@ def cmd_doctor(args) -> int:
     return 1 if report.failed else 0
 
 
+def known_servers(config_file: str) -> set | None:
+    """Servers the hub's database says are running; None when it cannot be read."""
+    import sqlalchemy
+    from jupyterhub import orm
+    from sqlalchemy.orm import Session
+
+    from .gpupool import Owner
+
+    config = load_config(config_file)
+    url = config.JupyterHub.get("db_url", "sqlite:///jupyterhub.sqlite")
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        return None  # connecting would create an empty database
+    try:
+        engine = sqlalchemy.create_engine(url)
+        with Session(engine) as db:
+            query = db.query(orm.Spawner).filter(orm.Spawner.server != None)  # noqa: E711
+            return {Owner(spawner.user.name, spawner.name) for spawner in query}
+    except Exception as e:
+        print(f"cannot read the hub database ({e.__class__.__name__})", file=sys.stderr)
+        return None
+
+
+def _owner(text: str):
+    from .gpupool import Owner
+
+    user, _, server = text.partition("/")
+    return Owner(user, server)
+
+
 def cmd_gpus(args) -> int:
     from . import containerspec, nvml
 
     spawner = load_spawner(args.config)
+    client = engine()
+    filters = containerspec.label_filters(spawner.hub_name)
+    known = known_servers(args.config)
+    records = containerspec.server_records(client.api.containers(filters=filters))
+    if args.remove:
+        return remove_unknown(client, _owner(args.remove), records, known)
     try:
         found = nvml.discover()
         print("NVML found: " + ", ".join(f"{g.describe()} {g.uuid}" for g in found))
@@ -205,17 +252,48 @@ def cmd_gpus(args) -> int:
     gpus = spawner.configured_gpus()
     print(f"pool ({spawner.hub_name}): " + (", ".join(g.describe() for g in gpus) or "empty"))
     holders = {}
-    for container in engine().containers.list(
-        filters=containerspec.label_filters(spawner.hub_name)
-    ):
-        for gpu_id in containerspec.gpus_from_labels(container.labels):
-            server = container.labels.get(containerspec.LABEL_SERVER) or ""
-            user = container.labels.get(containerspec.LABEL_USER, "?")
-            holders[gpu_id] = f"{user}/{server}" if server else user
+    unknown = []
+    for record in records:
+        who = f"{record['user']}/{record['server']}" if record["server"] else record["user"]
+        if known is not None and _owner(who) not in known:
+            unknown.append(record)
+            who += f" (not known to the hub, since {record['since'][:16]})"
+        for gpu_id in record["gpus"]:
+            holders[gpu_id] = who
     for gpu in gpus:
         print(f"  {gpu.id:>6}  {holders.get(gpu.id, 'free')}")
     for gpu_id in sorted(set(holders) - {g.id for g in gpus}):
         print(f"  {gpu_id:>6}  {holders[gpu_id]} (not in the configured pool)")
+    if known is None:
+        print("The hub database could not be read, so servers it lost are not told apart.")
+    for record in unknown:
+        who = f"{record['user']}/{record['server']}" if record["server"] else record["user"]
+        print(
+            f"not known to the hub: {who}, GPUs {','.join(record['gpus']) or 'none'}, "
+            f"profile {record['profile'] or '-'}, container {record['container']}, "
+            f"since {record['since']}"
+        )
+    return 0
+
+
+def remove_unknown(client, owner, records: list[dict], known: set | None) -> int:
+    """Stop and remove a running server the hub does not know; its volume stays."""
+    if known is None:
+        raise CommandError(
+            "the hub database cannot be read, so it is not certain the hub does not know "
+            f"{owner}; stop it from the hub's admin page instead"
+        )
+    if owner in known:
+        raise CommandError(f"the hub knows {owner}; stop it from the hub's admin page instead")
+    mine = [r for r in records if (r["user"], r["server"]) == (owner.user, owner.server)]
+    if not mine:
+        raise CommandError(f"no running container of {owner}")
+    for record in mine:
+        client.api.remove_container(record["id"], force=True)
+        print(
+            f"removed container {record['container']} of {owner}; "
+            f"GPUs {','.join(record['gpus']) or 'none'} are free again; its notebooks stay"
+        )
     return 0
 
 
@@ -248,7 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
         "gpus", help="the GPU pool, what NVML finds, and who holds what (from engine labels)"
     )
     gpus_parser.add_argument("-f", "--config", default="jupyterhub_config.py")
+    gpus_parser.add_argument(
+        "--remove",
+        metavar="USER[/SERVER]",
+        help="stop and remove a running server the hub does not know, freeing its GPUs",
+    )
     gpus_parser.set_defaults(func=cmd_gpus)
+    admincmd.add_parser(commands)
     return parser
 
 

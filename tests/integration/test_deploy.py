@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from traitlets.config.loader import PyFileConfigLoader
 
 from tfspawner import containerspec
@@ -26,6 +27,22 @@ def run(cmd, env=None, timeout=900):
 def test_compose_file_validates():
     result = run(["docker-compose", "-f", "deploy/compose.yaml", "config", "-q"])
     assert result.returncode == 0, result.stderr
+
+
+def compose_config(**settings) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TFSPAWNER_")}
+    result = run(["docker-compose", "-f", "deploy/compose.yaml", "config"], env={**env, **settings})
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)["services"]["hub"]
+
+
+def test_compose_publishes_the_hub_on_loopback_unless_told_otherwise():
+    hub = compose_config()
+    assert hub["ports"] in (["127.0.0.1:8000:8000/tcp"], ["127.0.0.1:8000:8000"])
+    assert hub["environment"]["TFSPAWNER_PUBLIC_IP"] == "127.0.0.1"
+
+    hub = compose_config(TFSPAWNER_PUBLIC_IP="0.0.0.0", TFSPAWNER_PUBLIC_PORT="8443")
+    assert hub["ports"] in (["0.0.0.0:8443:8443/tcp"], ["0.0.0.0:8443:8443"])
 
 
 def load_config(env: dict):
@@ -58,9 +75,23 @@ def test_production_config_defaults_to_a_real_authenticator(tf_image):
         "TFSPAWNER_LOCAL_MODE": "",
     }
     config = load_config(env)
-    assert config.JupyterHub.authenticator_class == "native"
+    assert config.JupyterHub.authenticator_class == "tfspawner-native"
     assert config.JupyterHub.cleanup_servers is False
     assert config.JupyterHub.spawner_class == "tfspawner"
+    # Outside a container the proxy listens on the host's loopback by default.
+    assert config.JupyterHub.bind_url == "http://127.0.0.1:8000"
+
+
+def test_local_mode_listens_on_loopback_only(tf_image):
+    env = {"TFSPAWNER_LOCAL_MODE": "1", "TFSPAWNER_TEST_TF_IMAGE": tf_image}
+    assert load_config(env).JupyterHub.bind_url == "http://127.0.0.1:8000"
+    for address in ("0.0.0.0", "192.0.2.7"):
+        with pytest.raises(Exception, match=r"127\.0\.0\.1 only"):
+            load_config({**env, "TFSPAWNER_PUBLIC_IP": address})
+    # In the hub's container it listens on all of the container's addresses;
+    # compose publishes them on the host at TFSPAWNER_PUBLIC_IP.
+    config = load_config({**env, "TFSPAWNER_NETWORK": "tfspawner"})
+    assert config.JupyterHub.bind_url == "http://0.0.0.0:8000"
 
 
 @pytest.fixture
