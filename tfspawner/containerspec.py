@@ -7,8 +7,13 @@ so extra config can add to them but not switch them off.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from . import allowlist
+from .allowlist import UnsafeContainerConfig as UnsafeContainerConfig  # callers import it from here
+from .gpupool import Owner
 
 LABEL_PREFIX = "tfspawner."
 LABEL_MANAGED = LABEL_PREFIX + "managed"
@@ -24,12 +29,6 @@ LABEL_INIT = LABEL_PREFIX + "init"
 # "void" makes the NVIDIA runtime expose no GPU, even when the image says "all"
 # and the host's default runtime is nvidia.
 NO_GPU = "void"
-
-DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
-
-
-class UnsafeContainerConfig(ValueError):
-    """Raised when config would weaken a user container's isolation."""
 
 
 def labels(
@@ -62,6 +61,90 @@ def gpus_from_labels(labels: Mapping[str, str]) -> list[str]:
     return [gpu_id for gpu_id in (labels.get(LABEL_GPUS) or "").split(",") if gpu_id]
 
 
+def owner_from_labels(labels: Mapping[str, str]) -> Owner | None:
+    """The server a tfspawner container belongs to, or None for anything else."""
+    if labels.get(LABEL_MANAGED) != "true":
+        return None
+    return Owner(labels.get(LABEL_USER, ""), labels.get(LABEL_SERVER, ""))
+
+
+def server_records(listed: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """The user servers among the engine's container list entries, helpers left out."""
+    records = []
+    for container in listed:
+        labels = container.get("Labels") or {}
+        owner = owner_from_labels(labels)
+        if owner is None or LABEL_INIT in labels:
+            continue
+        created = datetime.datetime.fromtimestamp(
+            container.get("Created", 0), datetime.timezone.utc
+        )
+        records.append(
+            {
+                "user": owner.user,
+                "server": owner.server,
+                "container": (container.get("Names") or ["/"])[0].lstrip("/"),
+                "id": container.get("Id", ""),
+                "state": container.get("State", ""),
+                "gpus": gpus_from_labels(labels),
+                "profile": labels.get(LABEL_PROFILE, ""),
+                "image": labels.get(LABEL_IMAGE, ""),
+                "since": created.isoformat(),
+            }
+        )
+    return records
+
+
+# What NVIDIA_VISIBLE_DEVICES means when it names no device.
+_NO_DEVICES = {"", NO_GPU, "none"}
+
+
+def gpus_in_use(info: Mapping[str, Any], pool_ids: Mapping[str, str]) -> tuple[str, ...]:
+    """The pool GPUs an inspected container holds, by device request or environment.
+
+    ``pool_ids`` maps every name of a pool GPU (its id and its UUID) to its id.
+    A request by ``count`` gets the first GPUs by index, as the engine hands them
+    out; ``NVIDIA_VISIBLE_DEVICES`` counts only under the nvidia runtime, the
+    only one that reads it.
+    """
+    host = info.get("HostConfig") or {}
+    names: list[str] = []
+    everything = False
+    for request in host.get("DeviceRequests") or []:
+        capabilities = [cap for caps in request.get("Capabilities") or [] for cap in caps]
+        if request.get("Driver") != "nvidia" and "gpu" not in capabilities:
+            continue
+        count = request.get("Count") or 0
+        if request.get("DeviceIDs"):
+            names += request["DeviceIDs"]
+        elif count < 0:
+            everything = True
+        else:
+            names += [str(index) for index in range(count)]
+    if host.get("Runtime") == "nvidia":
+        for entry in (info.get("Config") or {}).get("Env") or []:
+            key, _, value = entry.partition("=")
+            if key != "NVIDIA_VISIBLE_DEVICES" or value.strip() in _NO_DEVICES:
+                continue
+            if value.strip() == "all":
+                everything = True
+            else:
+                names += [name.strip() for name in value.split(",")]
+    if everything:
+        return tuple(dict.fromkeys(pool_ids.values()))
+    return tuple(dict.fromkeys(pool_ids[name] for name in names if name in pool_ids))
+
+
+def created_ns(created: str) -> int:
+    """The engine's RFC 3339 creation time in nanoseconds, for a total order of containers.
+
+    The engine trims trailing zeros of the fraction, so the strings alone do not sort.
+    """
+    stamp, _, fraction = created.rstrip("Z").partition(".")
+    seconds = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc)
+    return int(seconds.timestamp()) * 1_000_000_000 + int((fraction + "000000000")[:9])
+
+
 def gpu_environment(gpu_ids: Iterable[str]) -> dict:
     ids = list(gpu_ids)
     return {"NVIDIA_VISIBLE_DEVICES": ",".join(ids) if ids else NO_GPU}
@@ -76,20 +159,8 @@ def device_requests(gpu_ids: Iterable[str]) -> list[dict]:
 
 
 def check_isolation(host_config: Mapping[str, Any], setting: str = "extra_host_config") -> None:
-    """Refuse host config that would give a user container the host."""
-    if host_config.get("privileged"):
-        raise UnsafeContainerConfig(f"{setting}: privileged containers are not allowed")
-    for key in ("network_mode", "pid_mode", "ipc_mode", "userns_mode", "uts_mode"):
-        if host_config.get(key) == "host":
-            raise UnsafeContainerConfig(f"{setting}: {key}='host' is not allowed")
-    binds = host_config.get("binds") or {}
-    sources = binds.keys() if isinstance(binds, Mapping) else [b.split(":", 1)[0] for b in binds]
-    for source in sources:
-        if source.rstrip("/") in DOCKER_SOCKETS or source.rstrip("/") in ("/run", "/var/run"):
-            raise UnsafeContainerConfig(
-                f"{setting}: mounting the Docker socket ({source}) into a user container "
-                "gives the user root on the host"
-            )
+    """Refuse host config that would give a user container the host, whatever else is allowed."""
+    allowlist.check_isolation(host_config, setting)
 
 
 def host_config(
@@ -162,8 +233,8 @@ def create_kwargs(
         "ports": {f"{port}/tcp": None},
         "volumes": list(volumes),
     }
-    kwargs.update(extra)
-    # These identify and confine the container; extras may not replace them.
+    # These identify, pin and confine the container; extras may not replace them.
+    kwargs = {**extra, **kwargs}
     kwargs["environment"] = {**(extra.get("environment") or {}), **environment}
     kwargs["labels"] = {**(extra.get("labels") or {}), **labels}
     kwargs["user"] = user

@@ -10,6 +10,10 @@ except ImportError:  # JupyterHub 5.x
     _SpawnException = None
 
 
+class ConfigError(ValueError):
+    """The admin's config is invalid; the message names the setting."""
+
+
 def spawn_refused(message: str, *, reason: str, status_code: int = 400) -> web.HTTPError:
     """An error whose ``message`` a student can act on, with an HTTP status for REST callers."""
     if _SpawnException is not None:

@@ -48,6 +48,23 @@ class Holding:
     profile: str = ""
 
 
+@dataclass(frozen=True)
+class EngineHolding:
+    """GPUs a container on the engine holds, whoever started it.
+
+    ``ours`` is true for this hub's own containers; ``owner`` is set for any
+    tfspawner container (``hub`` names which hub started it).
+    """
+
+    container: str
+    ids: tuple[str, ...]
+    since: float
+    ours: bool = False
+    hub: str = ""
+    owner: Owner | None = None
+    profile: str = ""
+
+
 class PoolError(Exception):
     """A request the pool cannot satisfy; ``str()`` is meant for the user."""
 
@@ -117,6 +134,8 @@ class GPUPool:
     gpus: list[GPU]
     clock: Callable[[], float] = time.time
     _holdings: dict[Owner, Holding] = field(default_factory=dict, init=False)
+    # The engine's last answer: every running container holding GPUs of this pool.
+    _engine: tuple[EngineHolding, ...] = field(default=(), init=False)
 
     def __post_init__(self):
         self._by_id = {gpu.id: gpu for gpu in self.gpus}
@@ -136,8 +155,24 @@ class GPUPool:
                 return holding
         return None
 
+    def external(self) -> dict[str, EngineHolding]:
+        """GPUs held on the engine by containers this pool did not hand them to.
+
+        Other hubs' servers, containers no hub started, and this hub's own
+        containers that it has lost track of.
+        """
+        found: dict[str, EngineHolding] = {}
+        for engine_holding in self._engine:
+            for gpu_id in engine_holding.ids:
+                holding = self.holder(gpu_id)
+                if engine_holding.ours and holding and holding.owner == engine_holding.owner:
+                    continue
+                found.setdefault(gpu_id, engine_holding)
+        return found
+
     def free(self) -> list[str]:
         held = {gpu_id for h in self._holdings.values() for gpu_id in h.ids}
+        held |= set(self.external())
         return [gpu.id for gpu in self.gpus if gpu.id not in held]
 
     def held(self) -> dict[Owner, Holding]:
@@ -157,6 +192,10 @@ class GPUPool:
         return counts
 
     # --- changes ----------------------------------------------------------------
+
+    def observe_engine(self, holdings: Iterable[EngineHolding]) -> None:
+        """Replace the engine's view: which containers hold which of this pool's GPUs."""
+        self._engine = tuple(holdings)
 
     def allocate(
         self, owner: Owner, count: int, *, user_cap: int | None = None, profile: str = ""

@@ -11,13 +11,24 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import uuid
 
-from tornado import web
+from tornado import httpclient, web
+
+from . import naming
+from .containerspec import LABEL_PREFIX
+from .errors import ConfigError
+from .gpupool import Owner
 
 _probe = None
+# This hub process, as told to another hub that finds its lease on the engine.
+INSTANCE = uuid.uuid4().hex
+LABEL_LEASE = LABEL_PREFIX + "lease"
+LABEL_LEASE_INSTANCE = LABEL_PREFIX + "lease.instance"
+LABEL_LEASE_URL = LABEL_PREFIX + "lease.url"
 
 
-class _NoUser:
+class NoUser:
     """The start-up check's spawner serves nobody; DockerSpawner still renders names."""
 
     name = ""
@@ -27,30 +38,60 @@ class _NoUser:
     url = "/"
 
 
-def gpu_pool_view(pool) -> dict:
-    """The pool as JSON for admins: each GPU, free or held, by whom and since when."""
-    gpus = []
-    for gpu in pool.gpus:
-        holding = pool.holder(gpu.id)
-        gpus.append(
-            {
-                "id": gpu.id,
-                "name": gpu.name,
-                "memory": gpu.memory,
-                "uuid": gpu.uuid,
-                "held_by": None
-                if holding is None
-                else {
-                    "user": holding.owner.user,
-                    "server": holding.owner.server,
-                    "profile": holding.profile,
-                    "since": datetime.datetime.fromtimestamp(
-                        holding.since, datetime.timezone.utc
-                    ).isoformat(),
-                },
-            }
-        )
-    return {"total": pool.total, "free": len(pool.free()), "gpus": gpus}
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat()
+
+
+def _held_by(pool, gpu_id: str, hub_name: str) -> dict | None:
+    holding = pool.holder(gpu_id)
+    if holding is not None:
+        return {
+            "user": holding.owner.user,
+            "server": holding.owner.server,
+            "profile": holding.profile,
+            "since": _iso(holding.since),
+            "hub": hub_name,
+            "known_to_hub": True,
+        }
+    engine = pool.external().get(gpu_id)
+    if engine is None:
+        return None
+    owner = engine.owner or Owner("")
+    return {
+        "user": owner.user,
+        "server": owner.server,
+        "profile": engine.profile,
+        "since": _iso(engine.since),
+        "hub": engine.hub,
+        "container": engine.container,
+        "known_to_hub": False,
+    }
+
+
+def gpu_pool_view(pool, hub_name: str = "", unknown: list | None = None) -> dict:
+    """The pool as JSON for admins: each GPU, free or held, by whom and since when.
+
+    A GPU can be held by a server of this hub, by a running container this
+    hub does not know (``known_to_hub`` false: another hub's, one started by
+    hand, or this hub's after a database loss), and ``not_known_to_hub`` lists
+    this hub's running servers that its database has lost.
+    """
+    gpus = [
+        {
+            "id": gpu.id,
+            "name": gpu.name,
+            "memory": gpu.memory,
+            "uuid": gpu.uuid,
+            "held_by": _held_by(pool, gpu.id, hub_name),
+        }
+        for gpu in pool.gpus
+    ]
+    return {
+        "total": pool.total,
+        "free": len(pool.free()),
+        "gpus": gpus,
+        "not_known_to_hub": list(unknown or []),
+    }
 
 
 def _make_api_handler():
@@ -65,18 +106,85 @@ def _make_api_handler():
             if _probe is None:
                 raise web.HTTPError(503, "The GPU pool is not ready yet.")
             context = await _probe.hub_context()
+            await _probe.observe_engine(context)
+            unknown = await _probe.unknown_servers(running_servers(self.db))
             self.set_header("Content-Type", "application/json")
-            self.write(json.dumps(gpu_pool_view(context.pool)))
+            self.write(json.dumps(gpu_pool_view(context.pool, _probe.hub_name, unknown)))
 
     return GPUPoolAPIHandler
+
+
+class InstanceHandler(web.RequestHandler):
+    """GET /hub/api/tfspawner/instance: which hub process answers here.
+
+    Another hub that finds this hub's name taken on the engine asks, to tell a
+    live hub from a lease left by a dead one. Carries nothing secret.
+    """
+
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps({"instance": INSTANCE}))
+
+
+async def _answers_as(url: str, instance: str) -> bool:
+    try:
+        response = await httpclient.AsyncHTTPClient().fetch(
+            url.rstrip("/") + "/api/tfspawner/instance", request_timeout=3, connect_timeout=3
+        )
+        return json.loads(response.body).get("instance") == instance
+    except Exception:
+        return False
+
+
+async def claim_hub_name(app, probe) -> None:
+    """Refuse to start while another live hub uses this hub_name on this engine.
+
+    The name is held by a labelled volume, the lease, that records the hub
+    process holding it and where it answers. A lease whose hub does not answer
+    as that process was left by a dead hub (this hub's own previous life, most
+    often), and is taken over.
+    """
+    from docker.errors import NotFound
+
+    name = f"{probe.prefix}-lease-{naming.join(probe.hub_name)}"
+    url = app.hub.url
+    try:
+        lease = await probe.docker("inspect_volume", name)
+    except NotFound:
+        lease = None
+    if lease is not None:
+        labels = lease.get("Labels") or {}
+        holder, holder_url = labels.get(LABEL_LEASE_INSTANCE, ""), labels.get(LABEL_LEASE_URL, "")
+        if holder != INSTANCE:
+            if await _answers_as(holder_url, holder):
+                raise ConfigError(
+                    f"TFSpawner.hub_name: another hub named {probe.hub_name!r} is running on "
+                    f"this Docker engine (it answers at {holder_url}). Two hubs on one engine "
+                    "need different names; this hub did not start and changed nothing."
+                )
+            app.log.info(
+                "TFSpawner: taking over the name %r from a hub that is gone", probe.hub_name
+            )
+            await probe.docker("remove_volume", name, force=True)
+    labels = {
+        LABEL_LEASE: probe.hub_name,
+        LABEL_LEASE_INSTANCE: INSTANCE,
+        LABEL_LEASE_URL: url,
+    }
+    await probe.docker("create_volume", name=name, labels=labels)
+    lease = await probe.docker("inspect_volume", name)
+    if (lease.get("Labels") or {}).get(LABEL_LEASE_INSTANCE) != INSTANCE:
+        raise ConfigError(
+            f"TFSpawner.hub_name: another hub named {probe.hub_name!r} started on this Docker "
+            "engine at the same moment; give each hub its own name."
+        )
 
 
 async def startup(app, spawner_class) -> None:
     """Check the config and rebuild the pool; raise to stop the hub on a bad config."""
     global _probe
-    from .spawner import ConfigError
 
-    probe = spawner_class(config=app.config, hub=app.hub, log=app.log, user=_NoUser())
+    probe = spawner_class(config=app.config, hub=app.hub, log=app.log, user=NoUser())
     try:
         refs, profiles = probe.check_config()
         gpus = probe.configured_gpus()
@@ -98,6 +206,11 @@ async def startup(app, spawner_class) -> None:
         len(gpus),
         ", ".join(gpu.describe() for gpu in gpus) or "none",
     )
+    try:
+        await claim_hub_name(app, probe)
+    except ConfigError as e:
+        app.log.critical("TFSpawner configuration error: %s", e)
+        raise
     _probe = probe
     try:
         await probe.hub_context()
@@ -106,24 +219,22 @@ async def startup(app, spawner_class) -> None:
         app.log.error("TFSpawner: could not read containers from the engine yet: %s", e)
 
 
-def running_servers(app) -> set:
-    """Servers the hub's database says are running, after its own start-up checks."""
+def running_servers(db) -> set:
+    """Servers the hub's database says are running or starting."""
     from jupyterhub import orm
 
-    from .gpupool import Owner
-
-    query = app.db.query(orm.Spawner).filter(orm.Spawner.server != None)  # noqa: E711
+    query = db.query(orm.Spawner).filter(orm.Spawner.server != None)  # noqa: E711
     return {Owner(spawner.user.name, spawner.name) for spawner in query}
 
 
-async def remove_orphans(app) -> None:
-    """Containers whose spawn never finished (the hub died mid-spawn) hold GPUs; remove them."""
+async def sweep(app) -> None:
+    """Remove what a dead hub left half-made; keep every running container."""
     if _probe is None:
         return
     try:
-        await _probe.remove_orphans(running_servers(app))
+        await _probe.sweep(running_servers(app.db))
     except Exception as e:
-        app.log.error("TFSpawner: could not check for orphaned containers: %s", e)
+        app.log.error("TFSpawner: could not check the engine's containers: %s", e)
 
 
 def _uses_tfspawner(app) -> bool:
@@ -152,6 +263,7 @@ def install() -> None:
     def init_handlers(self):
         if _uses_tfspawner(self):
             self.extra_handlers.append((r"/api/tfspawner/gpus", _make_api_handler()))
+            self.extra_handlers.append((r"/api/tfspawner/instance", InstanceHandler))
         return original_init_handlers(self)
 
     @functools.wraps(original_init_spawners)
@@ -160,7 +272,7 @@ def install() -> None:
             return await original_init_spawners(self)
         await startup(self, self.spawner_class)
         result = await original_init_spawners(self)
-        await remove_orphans(self)
+        await sweep(self)
         return result
 
     JupyterHub.init_handlers = init_handlers

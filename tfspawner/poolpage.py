@@ -44,16 +44,21 @@ def service_config(port: int = 10101, name: str = SERVICE_NAME) -> tuple[dict, d
 
 def render(view: dict, now: datetime.datetime) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True)
-    rows = []
-    for gpu in view["gpus"]:
-        held = gpu["held_by"]
-        since = ""
-        if held:
-            started = datetime.datetime.fromisoformat(held["since"])
-            minutes = int((now - started).total_seconds() // 60)
-            since = f"{started:%Y-%m-%d %H:%M} UTC ({minutes} min)"
-        rows.append({**gpu, "since": since})
-    return env.get_template("pool_page.html").render(view=view, rows=rows)
+    rows = [
+        {**gpu, "since": _since(gpu["held_by"]["since"], now) if gpu["held_by"] else ""}
+        for gpu in view["gpus"]
+    ]
+    unknown = [
+        {**server, "since": _since(server["since"], now)}
+        for server in view.get("not_known_to_hub", [])
+    ]
+    return env.get_template("pool_page.html").render(view=view, rows=rows, unknown=unknown)
+
+
+def _since(iso: str, now: datetime.datetime) -> str:
+    started = datetime.datetime.fromisoformat(iso)
+    minutes = int((now - started).total_seconds() // 60)
+    return f"{started:%Y-%m-%d %H:%M} UTC ({minutes} min)"
 
 
 class PoolPage(HubOAuthenticated, web.RequestHandler):

@@ -170,11 +170,12 @@ def validate_user_options(
     """
     if not isinstance(options, Mapping):
         raise OptionsError('Server options must be a JSON object such as {"profile": "cpu"}.')
-    unknown = sorted(set(options) - {"profile"})
+    unknown = sorted(map(str, set(options) - {"profile"}))
     if unknown:
+        named = ", ".join(echo(key) for key in unknown[:ECHO_KEYS])
+        more = f" and {len(unknown) - ECHO_KEYS} more" if len(unknown) > ECHO_KEYS else ""
         raise OptionsError(
-            f"Unknown server option(s): {', '.join(map(str, unknown))}. "
-            'The only option is "profile".'
+            f'Unknown server option(s): {named}{more}. The only option is "profile".'
         )
     allowed = [p for p in profiles if p.allowed_for(groups, is_admin)]
     if not allowed:
@@ -193,10 +194,27 @@ def validate_user_options(
     for profile in profiles:
         if profile.slug == slug:
             if profile not in allowed:
-                raise OptionsError(f"You are not allowed to use the profile {slug!r}.")
+                raise OptionsError(f"You are not allowed to use the profile {echo(slug)!r}.")
             return profile
     names = ", ".join(p.slug for p in allowed)
-    raise OptionsError(f"There is no profile called {slug!r}. Choose one of: {names}.")
+    raise OptionsError(f"There is no profile called {echo(slug)!r}. Choose one of: {names}.")
+
+
+# Echoed text in refusals stays short: options come from anyone with a login.
+ECHO_LIMIT = 40
+# Most unknown keys named in a refusal.
+ECHO_KEYS = 5
+
+
+def echo(value: Any) -> str:
+    """``value`` for a refusal message, cut to ``ECHO_LIMIT`` characters.
+
+    The hub's pages escape messages; this keeps a hostile key from filling them.
+    """
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > ECHO_LIMIT:
+        text = text[: ECHO_LIMIT - 1] + "…"
+    return text
 
 
 def options_from_form(formdata: Mapping[str, list[str]]) -> dict:
@@ -206,6 +224,6 @@ def options_from_form(formdata: Mapping[str, list[str]]) -> dict:
         if key == "_xsrf":  # the hub's CSRF token travels with the form, it is no option
             continue
         if len(values) != 1:
-            raise OptionsError(f"The form field {key!r} must have exactly one value.")
+            raise OptionsError(f"The form field {echo(key)!r} must have exactly one value.")
         options[key] = values[0]
     return options

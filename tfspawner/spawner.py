@@ -8,15 +8,18 @@ reuse everything but the I/O.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import inspect
 import os
 import pwd
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
 from docker.errors import APIError, ImageNotFound, NotFound
 from dockerspawner import DockerSpawner
+from sqlalchemy.orm import object_session
 from traitlets import Any, Bool, Dict, Int, List, Unicode, Union, default, validate
 
 from . import (
@@ -33,17 +36,13 @@ from . import (
     profiles,
     volumes,
 )
-from .errors import spawn_refused
-from .gpupool import GPUPool, Owner
+from .errors import ConfigError, spawn_refused
+from .gpupool import EngineHolding, GPUPool, Owner
 from .pullprogress import PullFailed, PullProgress
 
 IMPLICIT_PROFILE = "default"
 # Different images pulled at the same time; pulls of one image are shared.
 PULL_THREADS = 4
-
-
-class ConfigError(ValueError):
-    """The admin's config is invalid; the message names the setting."""
 
 
 @dataclass
@@ -81,6 +80,35 @@ class _ImageLookup:
 
 # Image lookups in flight, by pinned reference, shared by every spawner in the process.
 _image_lookups: dict[str, _ImageLookup] = {}
+
+# Containers that may hold GPUs: running ones, and new ones that are about to start.
+_LIVE_STATES = ["created", "running", "restarting", "paused"]
+# A container created this long ago and never started is a dead spawn, not a GPU holder.
+CREATED_GRACE_S = 300
+# What decides which GPUs a container holds, by container id: inspected once,
+# since none of it changes while the container exists.
+_gpu_facts: dict[str, dict] = {}
+# The engine read in flight, shared by callers that need no read newer than it.
+_engine_read: asyncio.Future | None = None
+
+
+def _facts(info: dict) -> dict:
+    """The parts of an inspected container that say which GPUs it holds; no secrets kept."""
+    config = info.get("Config") or {}
+    host = info.get("HostConfig") or {}
+    return {
+        "Id": info["Id"],
+        "Name": (info.get("Name") or "").lstrip("/"),
+        "Created": info.get("Created") or "1970-01-01T00:00:00Z",
+        "HostConfig": {
+            "DeviceRequests": host.get("DeviceRequests"),
+            "Runtime": host.get("Runtime"),
+        },
+        "Config": {
+            "Env": [e for e in config.get("Env") or [] if e.startswith("NVIDIA_VISIBLE_DEVICES=")],
+            "Labels": config.get("Labels") or {},
+        },
+    }
 
 
 class TFSpawner(DockerSpawner):
@@ -534,10 +562,115 @@ class TFSpawner(DockerSpawner):
                 continue
             self.log.info("Restored GPUs %s of %s from container labels", ",".join(ids), owner)
 
-    async def remove_orphans(self, running: set[Owner]) -> None:
-        """Remove this hub's containers that no running server owns; their GPUs go back.
+    async def _read_engine(self, *, fresh: bool = False) -> list[dict]:
+        """Every live container on the engine, whoever started it, with what holds GPUs.
 
-        Notebook volumes are left alone.
+        Concurrent callers share one read unless ``fresh`` asks for one that
+        starts now, after something the caller just did.
+        """
+        global _engine_read
+        if not fresh and _engine_read is not None and not _engine_read.done():
+            return await asyncio.shield(_engine_read)
+        read = asyncio.ensure_future(self._list_live_containers())
+        if not fresh:
+            _engine_read = read
+        return await asyncio.shield(read)
+
+    async def _list_live_containers(self) -> list[dict]:
+        listed = await self.docker("containers", all=True, filters={"status": _LIVE_STATES})
+        now = time.time()
+        found = []
+        for container in listed:
+            if container.get("State") == "created" and now - container.get("Created", now) > (
+                CREATED_GRACE_S
+            ):
+                continue
+            facts = _gpu_facts.get(container["Id"])
+            if facts is None:
+                try:
+                    info = await self.docker("inspect_container", container["Id"])
+                except NotFound:
+                    continue
+                facts = _gpu_facts[container["Id"]] = _facts(info)
+            found.append(facts)
+        for gone in set(_gpu_facts) - {container["Id"] for container in listed}:
+            _gpu_facts.pop(gone, None)
+        return found
+
+    def _engine_holdings(self, pool: GPUPool, containers: list[dict]) -> list[EngineHolding]:
+        names = {gpu.id: gpu.id for gpu in pool.gpus}
+        names.update({gpu.uuid: gpu.id for gpu in pool.gpus if gpu.uuid})
+        holdings = []
+        for facts in containers:
+            labels = facts["Config"]["Labels"]
+            owner = containerspec.owner_from_labels(labels)
+            ids = containerspec.gpus_in_use(facts, names)
+            if owner is not None:
+                # A tfspawner container's labels are its record of what it holds.
+                labelled = [names[i] for i in containerspec.gpus_from_labels(labels) if i in names]
+                ids = tuple(dict.fromkeys([*ids, *labelled]))
+            if not ids:
+                continue
+            hub = labels.get(containerspec.LABEL_HUB, "") if owner else ""
+            holdings.append(
+                EngineHolding(
+                    container=facts["Name"],
+                    ids=ids,
+                    since=containerspec.created_ns(facts["Created"]) / 1e9,
+                    ours=hub == self.hub_name and containerspec.LABEL_INIT not in labels,
+                    hub=hub,
+                    owner=owner,
+                    profile=labels.get(containerspec.LABEL_PROFILE, ""),
+                )
+            )
+        return holdings
+
+    async def observe_engine(self, context: HubContext) -> None:
+        """Count every GPU that any live container on the engine holds as taken."""
+        containers = await self._read_engine()
+        context.pool.observe_engine(self._engine_holdings(context.pool, containers))
+        metrics.update(context.pool)
+
+    async def _claim_gpus_on_engine(self, container_id: str) -> None:
+        """After creating the container: if another hub's container took the same GPU, yield.
+
+        Two hubs may pick the same free GPU at the same moment. Every claimant
+        checks after creating its container, and the container created first
+        keeps the GPU, so exactly one of them starts.
+        """
+        context = await self.hub_context()
+        containers = await self._read_engine(fresh=True)
+        order = {c["Id"]: (containerspec.created_ns(c["Created"]), c["Id"]) for c in containers}
+        mine = order.get(container_id)
+        names = {gpu.id: gpu.id for gpu in context.pool.gpus}
+        names.update({gpu.uuid: gpu.id for gpu in context.pool.gpus if gpu.uuid})
+        for facts in containers:
+            if mine is None or order[facts["Id"]] >= mine:
+                continue
+            taken = set(containerspec.gpus_in_use(facts, names)) & set(self.gpu_ids)
+            if taken:
+                self.log.warning(
+                    "GPU %s of %s was taken at the same moment by container %s; not starting",
+                    ",".join(sorted(taken)),
+                    self.owner,
+                    facts["Name"],
+                )
+                context.pool.observe_engine(self._engine_holdings(context.pool, containers))
+                raise spawn_refused(
+                    "The GPU picked for your server was taken by another server at the same "
+                    "moment, so yours was not started. Please start it again, or pick a CPU "
+                    "profile.",
+                    reason="gpu-unavailable",
+                    status_code=503,
+                )
+
+    async def sweep(self, running: set[Owner]) -> None:
+        """Clean up after a hub that died, without ever removing a running container.
+
+        A container that is not running and that no running server owns is a
+        spawn the hub never finished (or a helper): it is removed. A running
+        container that the hub's database does not know keeps running and keeps
+        its GPUs; its user's next start adopts it. Notebook volumes are left alone.
         """
         context = await self.hub_context()
         containers = await self.docker(
@@ -549,17 +682,44 @@ class TFSpawner(DockerSpawner):
                 labels.get(containerspec.LABEL_USER, ""),
                 labels.get(containerspec.LABEL_SERVER, ""),
             )
-            if owner in running and containerspec.LABEL_INIT not in labels:
+            helper = containerspec.LABEL_INIT in labels
+            if owner in running and not helper:
+                continue
+            if container.get("State") == "running":
+                if not helper:
+                    self.log.warning(
+                        "Keeping running container %s of %s: the hub does not know this server "
+                        "(was its database lost or restored?). It keeps its GPUs %s; its user's "
+                        "next start adopts it, or `tfspawner gpus --remove %s` removes it.",
+                        container.get("Names"),
+                        owner,
+                        ",".join(containerspec.gpus_from_labels(labels)) or "(none)",
+                        owner,
+                    )
+                    # Held from now on through the engine's view, as not known to the hub.
+                    context.pool.release(owner)
                 continue
             self.log.warning(
-                "Removing orphaned container %s of %s (no running server owns it)",
+                "Removing container %s of %s: %s, and no running server owns it",
                 container.get("Names"),
                 owner,
+                container.get("State"),
             )
             await self.docker("remove_container", container["Id"], force=True)
             if owner not in running and context.pool.release(owner):
-                self.log.info("Released the GPUs of orphaned %s", owner)
-        metrics.update(context.pool)
+                self.log.info("Released the GPUs of %s", owner)
+        await self.observe_engine(context)
+
+    async def unknown_servers(self, known: set[Owner]) -> list[dict]:
+        """This hub's running servers that its database does not know, as the engine sees them."""
+        containers = await self.docker(
+            "containers", filters=containerspec.label_filters(self.hub_name)
+        )
+        return [
+            record
+            for record in containerspec.server_records(containers)
+            if Owner(record["user"], record["server"]) not in known
+        ]
 
     async def _release_gpus(self, why: str) -> None:
         context = await self.hub_context()
@@ -808,14 +968,16 @@ class TFSpawner(DockerSpawner):
         is_admin = bool(getattr(self.user, "admin", False))
         return [p for p in available if p.allowed_for(self._user_groups(), is_admin)]
 
-    def choose_profile(self, available: list[profiles.Profile]) -> profiles.Profile:
+    def choose_profile(
+        self, available: list[profiles.Profile], last: str | None = None
+    ) -> profiles.Profile:
         try:
             return profiles.validate_user_options(
                 self.user_options or {},
                 available,
                 groups=self._user_groups(),
                 is_admin=bool(getattr(self.user, "admin", False)),
-                last=self.profile_slug,
+                last=self.profile_slug if last is None else last,
             )
         except profiles.OptionsError as e:
             raise spawn_refused(str(e), reason="options", status_code=400) from None
@@ -834,9 +996,13 @@ class TFSpawner(DockerSpawner):
             default_mem=self.mem_limit,
             default_cpu=self.cpu_limit,
         )
-        last = (self.user_options or {}).get("profile") or self.profile_slug
-        if not last:
-            last = profiles.default_profile(available).slug
+        linked = self._linked_profile()
+        last = (
+            (linked if linked in {p.slug for p in allowed} else "")
+            or (self.user_options or {}).get("profile")
+            or self.profile_slug
+            or profiles.default_profile(available).slug
+        )
         return form.render(
             choices,
             selected=last,
@@ -849,6 +1015,33 @@ class TFSpawner(DockerSpawner):
             return profiles.options_from_form(formdata)
         except profiles.OptionsError as e:
             raise spawn_refused(str(e), reason="options", status_code=400) from None
+
+    def options_from_query(self, query_data):
+        """Start from a link only when it carries this session's XSRF token.
+
+        JupyterHub starts a server from ``GET /hub/spawn?profile=...`` with no
+        forgery check, so any web page could start GPU servers for whoever
+        follows its link. Without the token the form is shown instead, with
+        the linked profile preselected.
+        """
+        handler = self.handler
+        token = handler.get_query_argument("_xsrf", None) if handler is not None else None
+        if not token or not hmac.compare_digest(token.encode(), handler.xsrf_token):
+            raise spawn_refused(
+                "Check the server options below and press Start.",
+                reason="options",
+                status_code=200,
+            )
+        return self.options_from_form(query_data)
+
+    def _linked_profile(self) -> str:
+        """The profile a spawn link asked for, to preselect it in the form."""
+        handler = self.handler
+        if handler is None or handler.request.method != "GET":
+            return ""
+        return handler.get_query_argument("profile", "") or handler.get_query_argument(
+            "opt-profile", ""
+        )
 
     # --- progress ------------------------------------------------------------------
 
@@ -961,6 +1154,26 @@ class TFSpawner(DockerSpawner):
     async def start(self):
         self._event_list = []
         self._pulled = None
+        accepted = self.profile_slug
+        try:
+            return await self._start()
+        except BaseException:
+            # The hub stored the request's options before calling start; a refused
+            # or failed start must not leave them behind for the next Start button.
+            self._keep_options(accepted)
+            raise
+
+    def _keep_options(self, slug: str) -> None:
+        self.profile_slug = slug
+        self.user_options = {"profile": slug} if slug else {}
+        if self.orm_spawner is not None:
+            # JupyterHub 6's admin panel shows this in its Profile column.
+            self.orm_spawner.user_options = dict(self.user_options)
+            session = object_session(self.orm_spawner)
+            if session is not None:
+                session.commit()
+
+    async def _start(self):
         try:
             refs, available = self.check_config()
         except ConfigError as e:
@@ -969,25 +1182,32 @@ class TFSpawner(DockerSpawner):
                 reason="config",
                 status_code=500,
             ) from None
-        profile = self.choose_profile(available)
+        existing = await self.get_object()
+        running = existing is not None and existing["State"].get("Running")
+        labels = (existing or {}).get("Config", {}).get("Labels") or {}
+        # A server the hub lost track of counts as this user's last choice.
+        last = self.profile_slug or (labels.get(containerspec.LABEL_PROFILE, "") if running else "")
+        profile = self.choose_profile(available, last=last)
         self._profile = profile
-        self.profile_slug = profile.slug
-        self.user_options = {**(self.user_options or {}), "profile": profile.slug}
-        if self.orm_spawner is not None:
-            # JupyterHub 6's admin panel shows this in its Profile column.
-            self.orm_spawner.user_options = dict(self.user_options)
         self.image = str(refs[profile.image])
         if profile.cpu_limit is not None:
             self.cpu_limit = profile.cpu_limit
         if profile.mem_limit is not None:
             self.mem_limit = profile.mem_limit
         self._ids = await self.resolve_ids()
+        if running:
+            address = await self._adopt_or_remove(existing, profile)
+            if address is not None:
+                self._keep_options(profile.slug)
+                return address
 
         context = await self.hub_context()
         # A new start replaces whatever this server held before.
         context.pool.release(self.owner)
         self.gpu_ids = []
         if profile.gpus:
+            # Other hubs' servers and containers no hub started hold GPUs too.
+            await self.observe_engine(context)
             cap = gpupool.effective_cap(
                 self.gpu_limit_per_user, self.gpu_limit_per_group, self._user_groups()
             )
@@ -1010,7 +1230,67 @@ class TFSpawner(DockerSpawner):
             await self._remove_unseeded_volume()
             raise
         self.stop_reason = ""
+        self._keep_options(profile.slug)
         return result
+
+    def _why_not_adopt(self, container: dict, profile: profiles.Profile) -> str | None:
+        """Why a running container cannot serve this start as it is; None if it can."""
+        labels = container["Config"].get("Labels") or {}
+        if labels.get(containerspec.LABEL_IMAGE) != self.image:
+            return "from another image"
+        if labels.get(containerspec.LABEL_PROFILE) != profile.slug:
+            return f"with another profile ({profiles.echo(labels.get(containerspec.LABEL_PROFILE, ''))})"
+        if container["Config"].get("User") != identity.container_user(*self._ids):
+            return "as another user id"
+        if not _api_token(container):
+            return "without a token the hub can use"
+        return None
+
+    async def _adopt_or_remove(self, container: dict, profile: profiles.Profile):
+        """Take over this server's running container, kernels and all, if it fits the request.
+
+        It is running because the hub lost track of it (a lost or restored
+        database). Otherwise it is stopped first, and the user is told why.
+        Returns the server's address when adopted.
+        """
+        why = self._why_not_adopt(container, profile)
+        labels = container["Config"].get("Labels") or {}
+        ids = containerspec.gpus_from_labels(labels)
+        context = await self.hub_context()
+        if why is None:
+            context.pool.release(self.owner)
+            try:
+                context.pool.restore(
+                    self.owner,
+                    ids,
+                    since=containerspec.created_ns(container["Created"]) / 1e9,
+                    profile=profile.slug,
+                )
+            except gpupool.PoolConflict as e:
+                why = f"with a GPU the hub has given to another server ({e})"
+        if why is None:
+            self.object_id = container["Id"]
+            self.gpu_ids = ids
+            # The server keeps the token it was started with; the hub stores it again.
+            self.api_token = _api_token(container)
+            metrics.update(context.pool)
+            self.log.info("Adopting running container %s of %s", container["Name"], self.owner)
+            self._report("Your server was still running: reconnected, kernels and all", 90)
+            return await self.get_ip_and_port()
+        self.log.warning(
+            "Removing running container %s of %s before a new start: it runs %s",
+            container["Name"],
+            self.owner,
+            why,
+        )
+        self._report(
+            f"Your previous server was still running {why}, so it was stopped to start the one "
+            "you asked for. Your saved files are safe.",
+            5,
+        )
+        await self.docker("remove_container", container["Id"], force=True)
+        self.object_id = ""
+        return None
 
     async def _remove_failed_container(self) -> None:
         if not self.object_id:
@@ -1135,6 +1415,8 @@ class TFSpawner(DockerSpawner):
         kwargs["host_config"] = self.client.create_host_config(**host_kwargs)
         container = await self.docker("create_container", **kwargs)
         self.object_id = container["Id"]
+        if self.gpu_ids:
+            await self._claim_gpus_on_engine(container["Id"])
         await self._write_first_files(container["Id"])
         return container
 
@@ -1161,6 +1443,14 @@ def _forget_failed_read(key: tuple, read: asyncio.Future) -> None:
     # A failed read is not cached: the next spawn tries again.
     if read.cancelled() or read.exception() is not None:
         _image_reads.pop(key, None)
+
+
+def _api_token(container: dict) -> str:
+    for entry in container["Config"].get("Env") or []:
+        key, _, value = entry.partition("=")
+        if key == "JUPYTERHUB_API_TOKEN":
+            return value
+    return ""
 
 
 def _passwd_ids(username: str) -> tuple[int, int]:

@@ -58,12 +58,16 @@ def hub_factory(tmp_path, request, docker_client):
     """Start real hubs with extra config; stop them and remove their containers after."""
     hubs = []
 
-    def start(extra_config: str = ""):
+    def start(extra_config: str = "", hub_name: str | None = None, run: bool = True):
         hub = new_hub(
-            tmp_path / f"hub{len(hubs)}", os.environ["TFSPAWNER_TEST_HUB_IP"], extra_config
+            tmp_path / f"hub{len(hubs)}",
+            os.environ["TFSPAWNER_TEST_HUB_IP"],
+            extra_config,
+            hub_name=hub_name,
         )
         hubs.append(hub)
-        hub.start()
+        if run:
+            hub.start()
         return hub
 
     yield start

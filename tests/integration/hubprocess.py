@@ -136,6 +136,9 @@ class Hub:
         if volumes:
             for volume in self.volumes(client):
                 volume.remove(force=True)
+        # The lease that holds this hub's name on the engine.
+        for volume in client.volumes.list(filters={"label": f"tfspawner.lease={self.hub_name}"}):
+            volume.remove(force=True)
 
     def volumes(self, client: docker.DockerClient):
         return client.volumes.list(filters={"label": f"{containerspec.LABEL_HUB}={self.hub_name}"})
@@ -226,13 +229,26 @@ class Hub:
     def server_prefix(self, name: str, server: str = "") -> str:
         return f"/user/{name}/{server}" if server else f"/user/{name}"
 
-    async def run_code(self, name: str, code: str, server: str = "", timeout: float = 120) -> str:
-        """Start a kernel through the proxy, run ``code`` over the websocket, return stdout."""
-        prefix = self.server_prefix(name, server)
+    async def start_kernel(self, name: str, server: str = "") -> str:
         async with self.client() as c:
-            r = await c.post(f"{prefix}/api/kernels", json={"name": "python3"})
+            r = await c.post(
+                f"{self.server_prefix(name, server)}/api/kernels", json={"name": "python3"}
+            )
             assert r.status_code == 201, f"{r.status_code} {r.text}"
-            kernel_id = r.json()["id"]
+            return r.json()["id"]
+
+    async def run_code(
+        self,
+        name: str,
+        code: str,
+        server: str = "",
+        timeout: float = 120,
+        kernel_id: str | None = None,
+    ) -> str:
+        """Run ``code`` in a kernel (a new one unless given) over the websocket; return stdout."""
+        prefix = self.server_prefix(name, server)
+        if kernel_id is None:
+            kernel_id = await self.start_kernel(name, server)
         ws_url = f"ws://127.0.0.1:{self.proxy_port}{prefix}/api/kernels/{kernel_id}/channels"
         msg_id, session = uuid.uuid4().hex, uuid.uuid4().hex
         request = {
@@ -274,11 +290,11 @@ class Hub:
         return "".join(stdout)
 
 
-def new_hub(base: Path, hub_ip: str, extra_config: str = "") -> Hub:
+def new_hub(base: Path, hub_ip: str, extra_config: str = "", hub_name: str | None = None) -> Hub:
     base.mkdir(parents=True, exist_ok=True)
     hub = Hub(
         dir=base,
-        hub_name=f"test-{secrets.token_hex(4)}",
+        hub_name=hub_name or f"test-{secrets.token_hex(4)}",
         token=secrets.token_hex(32),
         proxy_port=free_port(),
         config="",

@@ -192,3 +192,17 @@ def test_parse_bytes_refuses(text):
 )
 def test_format_bytes(size, text):
     assert limits.format_bytes(size) == text
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"k" * 1_000_000: 1},
+        {f"key{i}": 1 for i in range(100)},
+        {"profile": "p" * 100_000},
+    ],
+)
+def test_refusals_echo_little_of_hostile_options(options):
+    with pytest.raises(OptionsError) as refused:
+        profiles.validate_user_options(options, checked(), groups=[], is_admin=False)
+    assert len(str(refused.value)) < 400
