@@ -163,6 +163,23 @@ def check_isolation(host_config: Mapping[str, Any], setting: str = "extra_host_c
     allowlist.check_isolation(host_config, setting)
 
 
+def helper_host_config(*, binds: Mapping[str, Any] | None = None, cap_add=()) -> dict:
+    """Host config for the hub's short-lived helper containers: confined like a user's."""
+    config: dict[str, Any] = {
+        "binds": dict(binds or {}),
+        "network_mode": "none",
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "pids_limit": 64,
+        "mem_limit": "256m",
+        "memswap_limit": "256m",
+        "device_requests": [],
+    }
+    if cap_add:
+        config["cap_add"] = list(cap_add)
+    return config
+
+
 def host_config(
     *,
     extra: Mapping[str, Any],

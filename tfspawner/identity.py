@@ -14,9 +14,10 @@ class UnsafeIdentity(ValueError):
 
 
 def stable_uid(base: int, hub_user_id: int) -> int:
-    """A uid that never changes for a hub user: ``base + id``.
+    """The uid the ``stable`` strategy proposes for a hub user: ``base + id``.
 
-    Hub user ids are unique and never reused, so two users never share a uid.
+    Hub user ids can be reused (SQLite, restored databases), so the uid
+    registry decides whether the user gets it.
     """
     return base + hub_user_id
 
@@ -47,6 +48,7 @@ def resolve(
     default_gid: int,
     static_map: Mapping[str, object],
     passwd_lookup: Callable[[str], tuple[int, int]],
+    passwd_min_uid: int = 1000,
 ) -> tuple[int, int]:
     """The ``(uid, gid)`` for a user by every strategy except ``callable`` (which is async)."""
     if strategy == "stable":
@@ -57,11 +59,17 @@ def resolve(
         return parse_ids(static_map[username], default_gid, "TFSpawner.uid_map")
     if strategy == "passwd":
         try:
-            return passwd_lookup(username)
+            uid, gid = passwd_lookup(username)
         except KeyError:
             raise UnsafeIdentity(
                 f"user {username!r} is not in the host's passwd database"
             ) from None
+        if uid < passwd_min_uid:
+            raise UnsafeIdentity(
+                f"user {username!r} is the host's system account (uid {uid}, below "
+                f"TFSpawner.passwd_min_uid = {passwd_min_uid})"
+            )
+        return uid, gid
     raise ValueError(f"unknown uid strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
 
 

@@ -8,6 +8,7 @@ reuse everything but the I/O.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import inspect
 import os
@@ -23,6 +24,7 @@ from sqlalchemy.orm import object_session
 from traitlets import Any, Bool, Dict, Int, List, Unicode, Union, default, validate
 
 from . import (
+    allowlist,
     archive,
     containerspec,
     form,
@@ -39,6 +41,7 @@ from . import (
 from .errors import ConfigError, spawn_refused
 from .gpupool import EngineHolding, GPUPool, Owner
 from .pullprogress import PullFailed, PullProgress
+from .uidregistry import UidRegistry, UidTaken
 
 IMPLICIT_PROFILE = "default"
 # Different images pulled at the same time; pulls of one image are shared.
@@ -80,6 +83,11 @@ class _ImageLookup:
 
 # Image lookups in flight, by pinned reference, shared by every spawner in the process.
 _image_lookups: dict[str, _ImageLookup] = {}
+
+# The uid a notebook volume was made for; the registry falls back on it.
+LABEL_UID = containerspec.LABEL_PREFIX + "uid"
+# user -> uid from notebook volume labels, per hub_name, read once per process.
+_volume_uids: dict[str, dict[str, int]] = {}
 
 # Containers that may hold GPUs: running ones, and new ones that are about to start.
 _LIVE_STATES = ["created", "running", "restarting", "paused"]
@@ -289,14 +297,46 @@ class TFSpawner(DockerSpawner):
         """,
     )
 
+    allow_unsafe_container_settings = List(
+        Unicode(),
+        config=True,
+        help="""
+        Settings that may reach user containers although tfspawner refuses them.
+
+        ``extra_host_config`` and ``extra_create_kwargs`` may use only the keywords
+        on tfspawner's allowlist (limits, DNS, logging, a few harmless capabilities
+        such as ``SYS_PTRACE``, namespaced ``net.*`` sysctls...), each with a check
+        of its value; ``cap_add`` and ``network_name`` get the same checks; and no
+        bind source in ``volumes``, ``read_only_volumes``, ``mounts``, ``binds`` or
+        a profile's ``datasets`` may be, contain or lie inside the host's system
+        directories (``/etc``, ``/proc``, ``/dev``, ``/run``, ``/var/lib/docker``...).
+        Otherwise the hub refuses to start, naming the setting and the key.
+
+        Each entry lifts one refusal: a keyword, which may then take any value
+        (``"devices"``, ``"security_opt"``, ``"entrypoint"``), or an absolute
+        host path that may then be bound, exactly as named. Example::
+
+            c.TFSpawner.allow_unsafe_container_settings = ["devices", "/etc/localtime"]
+
+        A warning is logged at every hub start and every spawn that uses an entry.
+        Some things stay refused whatever this says, because they hand the user
+        the host: privileged containers; the host's network, PID, IPC, UTS, user
+        or cgroup namespace; the Docker socket and every directory above it (``/``,
+        ``/var``, ``/run``); and an ``extra_create_kwargs`` that sets the image,
+        the user, the container name or the host config. Symlinks on the Docker
+        host are not followed: bind only directories you control.
+        """,
+    )
+
     uid_strategy = Unicode(
         "stable",
         config=True,
         help="""
         How a user's container uid (and gid) is chosen:
 
-        - ``"stable"``: ``uid_base`` + the hub's user id, with gid ``gid``.
-          Hub user ids are never reused, so every user gets a uid of their own.
+        - ``"stable"``: ``uid_base`` + the hub's user id, with gid ``gid``;
+          a user whose uid was already given to someone else (a reused hub
+          id) gets the next unused one (see ``uid_registry_file``).
         - ``"static"``: looked up in ``uid_map``.
         - ``"passwd"``: the host's passwd/NSS database (``pwd.getpwnam``), for
           university hosts that use LDAP, so files on shared storage keep the
@@ -305,6 +345,42 @@ class TFSpawner(DockerSpawner):
           uid, ``"uid:gid"`` or ``(uid, gid)``.
 
         A uid or gid of 0 is refused at spawn: user containers never run as root.
+        Once given, a uid is never given to another user (``uid_registry_file``).
+        """,
+    )
+
+    uid_registry_file = Unicode(
+        "tfspawner-uids.json",
+        config=True,
+        help="""
+        File that records every uid given to a user, so that no uid is ever
+        given to another user.
+
+        Hub user ids are not enough on their own: SQLite gives a deleted user's
+        id to the next user created, and a database restored from a backup
+        forgets users created since. With ``uid_strategy = "stable"`` a user
+        whose ``uid_base`` + id was already given gets the next unused uid
+        instead; with the other strategies such a spawn is refused with a
+        message for the admin. The file only grows. A relative path is relative
+        to the hub's working directory (where the SQLite database lives by
+        default).
+
+        Keep it with the hub's state, but do not restore it from an older
+        backup than the newest copy you have: uids given since would be lost.
+        If it is lost, the uids recorded on the hub's notebook volumes are used.
+
+        Example: ``c.TFSpawner.uid_registry_file = "/srv/jupyterhub/tfspawner-uids.json"``
+        """,
+    )
+
+    passwd_min_uid = Int(
+        1000,
+        config=True,
+        help="""
+        With ``uid_strategy = "passwd"``, the lowest uid a user may run as.
+
+        Accounts below it are the host's system accounts (``daemon``,
+        ``www-data``); a hub user with such a name must not get their files.
         """,
     )
 
@@ -498,6 +574,27 @@ class TFSpawner(DockerSpawner):
         ]:
             if cap is not None and cap < 0:
                 raise ConfigError(f"TFSpawner.{name}: must be 0 or more, not {cap}")
+        try:
+            # Callables are checked at each spawn, with the user they depend on.
+            unsafe = allowlist.check_admin_settings(
+                extra_host_config=self.extra_host_config,
+                extra_create_kwargs=self.extra_create_kwargs,
+                volumes=self.volumes,
+                read_only_volumes=self.read_only_volumes,
+                mounts=self.mounts,
+                datasets={p.slug: [d.source for d in p.datasets] for p in checked},
+                cap_add=self.cap_add,
+                network_name=self.network_name,
+                allow_unsafe=self.allow_unsafe_container_settings,
+            )
+        except allowlist.UnsafeContainerConfig as e:
+            raise ConfigError(str(e)) from None
+        if unsafe:
+            self.log.warning(
+                "%s lets these unchecked settings into user containers: %s",
+                allowlist.ESCAPE_SETTING,
+                "; ".join(unsafe),
+            )
         return refs, checked
 
     def configured_gpus(self) -> list[gpupool.GPU]:
@@ -792,6 +889,7 @@ class TFSpawner(DockerSpawner):
                     default_gid=self.gid,
                     static_map=self.uid_map,
                     passwd_lookup=_passwd_ids,
+                    passwd_min_uid=self.passwd_min_uid,
                 )
             identity.container_user(uid, gid)
         except identity.UnsafeIdentity as e:
@@ -799,7 +897,38 @@ class TFSpawner(DockerSpawner):
                 f"Your server cannot start: {e}. Please tell the hub's administrator.",
                 reason="identity",
             ) from None
+        try:
+            uid = UidRegistry(self.uid_registry_file).claim(
+                self.user.name,
+                uid,
+                movable=self.uid_strategy == "stable",
+                seen=await self._volume_uids(),
+            )
+        except UidTaken as e:
+            self.log.error("Not starting %s: %s (TFSpawner.uid_registry_file)", self.owner, e)
+            raise spawn_refused(
+                "Your server cannot start: the user id it would run as belonged to another "
+                "account. Please tell the hub's administrator.",
+                reason="identity",
+                status_code=500,
+            ) from None
         return uid, gid
+
+    async def _volume_uids(self) -> dict[str, int]:
+        """user -> uid from this hub's notebook volumes, read once per hub process."""
+        seen = _volume_uids.get(self.hub_name)
+        if seen is None:
+            found = await self.docker(
+                "volumes",
+                filters={"label": [f"{containerspec.LABEL_HUB}={self.hub_name}", LABEL_UID]},
+            )
+            seen = {}
+            for volume in found.get("Volumes") or []:
+                labels = volume.get("Labels") or {}
+                with contextlib.suppress(KeyError, ValueError):
+                    seen[labels[containerspec.LABEL_USER]] = int(labels[LABEL_UID])
+            seen = _volume_uids.setdefault(self.hub_name, seen)
+        return seen
 
     @property
     def passwd_name(self) -> str:
@@ -850,23 +979,45 @@ class TFSpawner(DockerSpawner):
     async def _prepare_volume(self) -> None:
         """Create the user's volume on first use; it is handed over in ``create_object``."""
         self._unseeded_volume = None
+        uid, gid = self._ids
         if self.volume_host_root:
-            uid, gid = self._ids
             mount = "/mnt/tfspawner-root"
             script = volumes.bind_init_script(mount, self.volume_name, uid, gid)
             await self._run_init(script, {self.volume_host_root: {"bind": mount, "mode": "rw"}})
             return
         try:
-            await self.docker("inspect_volume", self.volume_name)
-            return
+            volume = await self.docker("inspect_volume", self.volume_name)
         except NotFound:
-            pass
+            volume = None
+        if volume is not None:
+            owner = (volume.get("Labels") or {}).get(LABEL_UID)
+            if owner is not None and owner != str(uid):
+                self._refuse_storage_of_another_uid(self.volume_name, owner)
+            return
         self._report("Creating your notebook volume", 15)
         labels = containerspec.labels(
             hub=self.hub_name, user=self.user.name, server=self.name, image=self.image
         )
+        labels[LABEL_UID] = str(uid)
         await self.docker("create_volume", name=self.volume_name, labels=labels)
+        (await self._volume_uids()).setdefault(self.user.name, uid)
         self._unseeded_volume = self.volume_name
+
+    def _refuse_storage_of_another_uid(self, where: str, owner: str) -> None:
+        self.log.error(
+            "Not starting %s: its notebook storage %s belongs to uid %s, not to its uid %s. "
+            "Check TFSpawner.uid_registry_file, or move the storage aside.",
+            self.owner,
+            where,
+            owner,
+            self._ids[0],
+        )
+        raise spawn_refused(
+            "Your server cannot start: your notebook storage belongs to another user id. "
+            "Please tell the hub's administrator; your files have not been touched.",
+            reason="volume",
+            status_code=500,
+        )
 
     async def _volume_seed(self) -> list[archive.Member]:
         """What hands a new volume, with what the image keeps in the notebook directory, to the user.
@@ -888,10 +1039,9 @@ class TFSpawner(DockerSpawner):
             "create_container",
             image=self.image,
             network_disabled=True,
-            labels={
-                containerspec.LABEL_HUB: self.hub_name,
-                containerspec.LABEL_INIT: "true",
-            },
+            labels=self._helper_labels(),
+            environment=containerspec.gpu_environment([]),
+            host_config=self.client.create_host_config(**containerspec.helper_host_config()),
         )
         try:
             stream, _ = await self.docker("get_archive", container["Id"], self.notebook_dir)
@@ -900,6 +1050,16 @@ class TFSpawner(DockerSpawner):
             return None
         finally:
             await self.docker("remove_container", container["Id"], force=True)
+
+    def _helper_labels(self) -> dict:
+        # Managed, so the start-up sweep finds helpers a dead hub left behind.
+        return {
+            containerspec.LABEL_MANAGED: "true",
+            containerspec.LABEL_HUB: self.hub_name,
+            containerspec.LABEL_USER: self.user.name,
+            containerspec.LABEL_SERVER: self.name,
+            containerspec.LABEL_INIT: "true",
+        }
 
     async def _remove_unseeded_volume(self) -> None:
         # Created by this start and never handed over: it is empty, nothing is lost.
@@ -914,11 +1074,9 @@ class TFSpawner(DockerSpawner):
     async def _run_init(self, script: str, binds: dict) -> None:
         """Run ``script`` as root in a throwaway container that can only change ownership."""
         host_config = self.client.create_host_config(
-            binds=binds,
-            network_mode="none",
-            cap_drop=["ALL"],
-            cap_add=["CHOWN", "DAC_OVERRIDE", "FOWNER"],
-            security_opt=["no-new-privileges"],
+            **containerspec.helper_host_config(
+                binds=binds, cap_add=["CHOWN", "DAC_OVERRIDE", "FOWNER"]
+            )
         )
         container = await self.docker(
             "create_container",
@@ -926,15 +1084,15 @@ class TFSpawner(DockerSpawner):
             entrypoint=["/bin/sh", "-c"],
             command=[script],
             user="0:0",
-            labels={
-                containerspec.LABEL_HUB: self.hub_name,
-                containerspec.LABEL_PREFIX + "init": "true",
-            },
+            labels=self._helper_labels(),
+            environment=containerspec.gpu_environment([]),
             host_config=host_config,
         )
         try:
             await self.docker("start", container["Id"])
             result = await self.docker("wait", container["Id"], timeout=120)
+            if result.get("StatusCode") == volumes.OWNED_BY_ANOTHER_UID:
+                self._refuse_storage_of_another_uid(self._volume_source(), "another uid")
             if result.get("StatusCode") != 0:
                 logs = (await self.docker("logs", container["Id"])).decode(errors="replace")
                 self.log.error("Volume set-up for %s failed: %s", self.owner, logs.strip())
@@ -1412,6 +1570,28 @@ class TFSpawner(DockerSpawner):
             volumes=[],
             extra=extra_create,
         )
+        allowed = self.allow_unsafe_container_settings
+        try:
+            # What callables return depends on the user: checked here, at each spawn.
+            unsafe = allowlist.check_admin_settings(
+                extra_host_config=extra_host if callable(self.extra_host_config) else None,
+                extra_create_kwargs=extra_create if callable(self.extra_create_kwargs) else None,
+                allow_unsafe=allowed,
+            )
+            allowlist.check_create_call(host_kwargs, kwargs, allowed)
+        except allowlist.UnsafeContainerConfig as e:
+            raise spawn_refused(
+                f"The hub is misconfigured ({e}). Please tell the hub's administrator.",
+                reason="config",
+                status_code=500,
+            ) from None
+        if unsafe:
+            self.log.warning(
+                "%s lets these unchecked settings into %s's container: %s",
+                allowlist.ESCAPE_SETTING,
+                self.user.name,
+                "; ".join(unsafe),
+            )
         kwargs["host_config"] = self.client.create_host_config(**host_kwargs)
         container = await self.docker("create_container", **kwargs)
         self.object_id = container["Id"]

@@ -72,7 +72,19 @@ def seed_members(
     return [(root, None), *members]
 
 
+# The exit status of the bind init script when the directory belongs to another uid.
+OWNED_BY_ANOTHER_UID = 3
+
+
 def bind_init_script(root_mount: str, name: str, uid: int, gid: int) -> str:
-    """Shell run as root once for the bind variant: a host directory only the user can use."""
+    """Shell run as root once for the bind variant: a host directory only the user can use.
+
+    A directory that exists but belongs to another uid is left alone, and the
+    script exits with ``OWNED_BY_ANOTHER_UID``.
+    """
     path = shlex.quote(posixpath.join(root_mount, name))
-    return f"[ -d {path} ] || {{ mkdir {path} && chown {uid}:{gid} {path} && chmod 0700 {path}; }}"
+    return (
+        f'if [ -d {path} ]; then [ "$(stat -c %u {path})" = "{uid}" ] || exit '
+        f"{OWNED_BY_ANOTHER_UID}; else mkdir {path} && chown {uid}:{gid} {path} && "
+        f"chmod 0700 {path}; fi"
+    )

@@ -3,7 +3,7 @@ import pytest
 from tfspawner import identity
 from tfspawner.identity import UnsafeIdentity
 
-PASSWD = {"ldapuser": (20001, 500)}
+PASSWD = {"ldapuser": (20001, 500), "daemon": (1, 1), "www-data": (33, 33), "edge": (1000, 100)}
 
 
 def lookup(name):
@@ -30,6 +30,7 @@ def resolve(strategy, username="alice", static_map=None):
         ("static", "alice", {"alice": "1234:200"}, (1234, 200)),
         ("static", "alice", {"alice": (1234, 300)}, (1234, 300)),
         ("passwd", "ldapuser", None, (20001, 500)),
+        ("passwd", "edge", None, (1000, 100)),
     ],
 )
 def test_resolve(strategy, username, static_map, ids):
@@ -43,6 +44,8 @@ def test_resolve(strategy, username, static_map, ids):
         ("static", "alice", {"alice": "x"}, "not a uid"),
         ("static", "alice", {"alice": True}, "not a uid"),
         ("passwd", "nobody-here", None, "not in the host's passwd"),
+        ("passwd", "daemon", None, "system account \\(uid 1, below TFSpawner.passwd_min_uid"),
+        ("passwd", "www-data", None, "system account"),
     ],
 )
 def test_resolve_refuses(strategy, username, static_map, message):

@@ -1,4 +1,6 @@
 import io
+import os
+import subprocess
 import tarfile
 
 import pytest
@@ -53,10 +55,28 @@ def test_host_path_refuses_traversal(root, name):
 
 def test_bind_init_script_quotes_paths():
     script = volumes.bind_init_script("/mnt/root", "tfspawner-hub--a", 5, 6)
-    assert (
-        script
-        == "[ -d /mnt/root/tfspawner-hub--a ] || { mkdir /mnt/root/tfspawner-hub--a && chown 5:6 /mnt/root/tfspawner-hub--a && chmod 0700 /mnt/root/tfspawner-hub--a; }"
+    assert script == (
+        'if [ -d /mnt/root/tfspawner-hub--a ]; then [ "$(stat -c %u /mnt/root/tfspawner-hub--a)" '
+        '= "5" ] || exit 3; else mkdir /mnt/root/tfspawner-hub--a && chown 5:6 '
+        "/mnt/root/tfspawner-hub--a && chmod 0700 /mnt/root/tfspawner-hub--a; fi"
     )
+
+
+@pytest.mark.parametrize(
+    ("owner", "status", "made"),
+    [(None, 0, True), (5, 0, False), (7, volumes.OWNED_BY_ANOTHER_UID, False)],
+)
+def test_bind_init_script_never_hands_over_another_uids_directory(tmp_path, owner, status, made):
+    target = tmp_path / "home"
+    if owner is not None:
+        target.mkdir()
+        os.chown(target, owner, 0)
+    script = volumes.bind_init_script(str(tmp_path), "home", 5, 6)
+    result = subprocess.run(["/bin/sh", "-c", script], capture_output=True)
+    assert result.returncode == status
+    assert target.stat().st_uid == (5 if owner is None else owner)
+    if made:
+        assert oct(target.stat().st_mode & 0o777) == "0o700"
 
 
 def image_archive(top: str, *entries) -> bytes:
