@@ -134,6 +134,26 @@ async def test_hub_up_local_serves_a_hub_that_spawns(local_hub, docker_client):
     hub = docker_client.containers.get(local_hub["TFSPAWNER_HUB_CONTAINER"])
     assert hub.status == "running"
     assert any(m["Destination"] == "/var/run/docker.sock" for m in hub.attrs["Mounts"])
+    # Published on the host's loopback only.
+    bindings = hub.attrs["HostConfig"]["PortBindings"]
+    assert {b["HostIp"] for port in bindings.values() for b in port} == {"127.0.0.1"}
+    # The image has the native login's class and the command hub-up tells
+    # admins to run, at the paths it names; local mode's dummy login keeps no
+    # admin accounts, which the command says in one line.
+    exit_code, output = hub.exec_run(
+        [
+            "python3",
+            "-c",
+            "from importlib.metadata import entry_points as e; "
+            "(p,) = e(group='jupyterhub.authenticators', name='tfspawner-native'); p.load()",
+        ]
+    )
+    assert exit_code == 0, output.decode()
+    exit_code, output = hub.exec_run(
+        ["tfspawner", "admin", "list", "-f", "/srv/tfspawner/jupyterhub_config.py"]
+    )
+    assert exit_code == 1
+    assert output.decode().startswith("tfspawner: JupyterHub.authenticator_class is 'dummy'")
 
     url = f"http://127.0.0.1:{local_hub['TFSPAWNER_PUBLIC_PORT']}"
     async with httpx.AsyncClient(base_url=url, timeout=60, follow_redirects=True) as browser:
