@@ -237,10 +237,14 @@ async def sweep(app) -> None:
         app.log.error("TFSpawner: could not check the engine's containers: %s", e)
 
 
-def _uses_tfspawner(app) -> bool:
+def _is_tfspawner(spawner_class) -> bool:
     from .spawner import TFSpawner
 
-    return isinstance(app.spawner_class, type) and issubclass(app.spawner_class, TFSpawner)
+    return isinstance(spawner_class, type) and issubclass(spawner_class, TFSpawner)
+
+
+def _uses_tfspawner(app) -> bool:
+    return _is_tfspawner(app.spawner_class)
 
 
 def install() -> None:
@@ -277,3 +281,29 @@ def install() -> None:
 
     JupyterHub.init_handlers = init_handlers
     JupyterHub.init_spawners = init_spawners
+    _limit_option_bodies()
+
+
+# The hub stores a spawn request's options before the spawner sees them.
+MAX_OPTIONS_BYTES = 64 * 1024
+
+
+def _limit_option_bodies() -> None:
+    """Refuse a REST spawn body too large to be options, before the hub stores it."""
+    from jupyterhub.apihandlers.users import UserServerAPIHandler
+
+    original_post = UserServerAPIHandler.post
+
+    @functools.wraps(original_post)
+    async def post(self, *args, **kwargs):
+        spawner_class = self.settings.get("spawner_class")
+        size = len(self.request.body or b"")
+        if _is_tfspawner(spawner_class) and size > MAX_OPTIONS_BYTES:
+            raise web.HTTPError(
+                413,
+                f"These server options are too large ({size // 1024} KiB; at most "
+                f"{MAX_OPTIONS_BYTES // 1024} KiB), so nothing was started or saved.",
+            )
+        return await original_post(self, *args, **kwargs)
+
+    UserServerAPIHandler.post = post

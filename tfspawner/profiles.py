@@ -217,8 +217,15 @@ def echo(value: Any) -> str:
     return text
 
 
+# The form has one short field; anything near this is not a person choosing a profile.
+MAX_FORM_CHARS = 4096
+
+
 def options_from_form(formdata: Mapping[str, list[str]]) -> dict:
     """Form fields arrive as lists of strings; keep every key so unknown ones are refused."""
+    size = sum(len(key) + sum(map(len, values)) for key, values in formdata.items())
+    if size > MAX_FORM_CHARS:
+        raise OptionsError("These server options are too large, so nothing was started or saved.")
     options: dict[str, Any] = {}
     for key, values in formdata.items():
         if key == "_xsrf":  # the hub's CSRF token travels with the form, it is no option
