@@ -1538,6 +1538,31 @@ class TFSpawner(DockerSpawner):
         profile = self._profile
         extra_create = await self._evaluated(self.extra_create_kwargs)
         extra_host = await self._evaluated(self.extra_host_config)
+        allowed = self.allow_unsafe_container_settings
+
+        def misconfigured(error):
+            return spawn_refused(
+                f"The hub is misconfigured ({error}). Please tell the hub's administrator.",
+                reason="config",
+                status_code=500,
+            )
+
+        try:
+            # What callables return depends on the user: checked here, at each spawn.
+            unsafe = allowlist.check_admin_settings(
+                extra_host_config=extra_host if callable(self.extra_host_config) else None,
+                extra_create_kwargs=extra_create if callable(self.extra_create_kwargs) else None,
+                allow_unsafe=allowed,
+            )
+        except allowlist.UnsafeContainerConfig as e:
+            raise misconfigured(e) from None
+        if unsafe:
+            self.log.warning(
+                "%s lets these unchecked settings into %s's container: %s",
+                allowlist.ESCAPE_SETTING,
+                self.user.name,
+                "; ".join(unsafe),
+            )
         host_kwargs = containerspec.host_config(
             extra=extra_host,
             network_mode=self.network_name,
@@ -1570,28 +1595,11 @@ class TFSpawner(DockerSpawner):
             volumes=[],
             extra=extra_create,
         )
-        allowed = self.allow_unsafe_container_settings
         try:
-            # What callables return depends on the user: checked here, at each spawn.
-            unsafe = allowlist.check_admin_settings(
-                extra_host_config=extra_host if callable(self.extra_host_config) else None,
-                extra_create_kwargs=extra_create if callable(self.extra_create_kwargs) else None,
-                allow_unsafe=allowed,
-            )
+            # The finished call, the spawner's own values included.
             allowlist.check_create_call(host_kwargs, kwargs, allowed)
         except allowlist.UnsafeContainerConfig as e:
-            raise spawn_refused(
-                f"The hub is misconfigured ({e}). Please tell the hub's administrator.",
-                reason="config",
-                status_code=500,
-            ) from None
-        if unsafe:
-            self.log.warning(
-                "%s lets these unchecked settings into %s's container: %s",
-                allowlist.ESCAPE_SETTING,
-                self.user.name,
-                "; ".join(unsafe),
-            )
+            raise misconfigured(e) from None
         kwargs["host_config"] = self.client.create_host_config(**host_kwargs)
         container = await self.docker("create_container", **kwargs)
         self.object_id = container["Id"]
