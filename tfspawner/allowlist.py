@@ -172,7 +172,7 @@ def _capabilities(value: Any) -> str | None:
 def _security_opt(value: Any) -> str | None:
     for opt in _items(value):
         # Both "name=value" and the engine's older "name:value".
-        name, _, setting = re.fullmatch(r"([^=:]*)([=:]?)(.*)", str(opt)).groups()
+        name, _, setting = re.fullmatch(r"([^=:]*)([=:]?)(.*)", str(opt), re.S).groups()
         if name == "no-new-privileges" and setting in ("", "true"):
             continue
         if name == "label" and setting.startswith("level:"):
