@@ -1588,7 +1588,7 @@ class TFSpawner(DockerSpawner):
                 server=self.name,
                 image=self.image,
                 gpu_ids=self.gpu_ids,
-                profile=self.profile_slug,
+                profile=profile.slug,
             ),
             user=identity.container_user(*self._ids),
             port=self.port,

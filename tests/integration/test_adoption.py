@@ -55,10 +55,9 @@ async def assert_adopted(hub, user: str, kernel: str, before: tuple, docker_clie
     assert await hub.run_code(user, "print(remembered)", kernel_id=kernel) == f"kept by {user}\n"
 
 
-async def test_lost_database_keeps_and_adopts_running_servers(
-    hub_factory, test_image, docker_client
-):
-    hub = hub_factory(gpu_config(test_image, extra=KEEP))
+async def test_lost_database_keeps_and_adopts_running_servers(hub_factory, tf_image, docker_client):
+    # The TF image has a kernel, whose state shows the very same server came back.
+    hub = hub_factory(gpu_config(tf_image, extra=KEEP))
     for user in ("lost1", "lost2"):
         await hub.create_user(user)
     kernels = {user: await spawn_with_kernel_state(hub, user) for user in ("lost1", "lost2")}
@@ -105,9 +104,9 @@ async def test_lost_database_keeps_and_adopts_running_servers(
 
 
 async def test_restored_database_adopts_servers_started_after_the_backup(
-    hub_factory, test_image, docker_client
+    hub_factory, tf_image, docker_client
 ):
-    hub = hub_factory(gpu_config(test_image, extra=KEEP))
+    hub = hub_factory(gpu_config(tf_image, extra=KEEP))
     for user in ("old", "newer"):
         await hub.create_user(user)
     kernels = {"old": await spawn_with_kernel_state(hub, "old")}

@@ -60,8 +60,7 @@ async def stored_options(hub, name: str) -> dict:
     async with hub.client() as c:
         r = await c.get(f"/hub/api/users/{name}", params={"include_stopped_servers": "1"})
     r.raise_for_status()
-    server = r.json()["servers"].get("")
-    return server["user_options"] if server else {}
+    return (r.json()["servers"].get("") or {}).get("user_options") or {}
 
 
 async def test_refused_options_are_not_kept(hub, docker_client):
@@ -88,7 +87,9 @@ async def test_refused_options_are_not_kept(hub, docker_client):
     assert (await hub.server_model("s"))["user_options"] == {"profile": "gpu"}
 
 
-async def test_a_new_user_never_gets_a_deleted_users_uid(hub_factory, test_image, tmp_path):
+async def test_a_new_user_never_gets_a_deleted_users_uid(
+    hub_factory, test_image, tmp_path, docker_client
+):
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, 0o1777)
@@ -97,13 +98,11 @@ async def test_a_new_user_never_gets_a_deleted_users_uid(hub_factory, test_image
     )
     await hub.create_user("leaver")
     await hub.spawn("leaver")
-    code = (
-        "import os\n"
-        "fd = os.open('/shared/private', os.O_CREAT | os.O_WRONLY, 0o600)\n"
-        "os.write(fd, b'marks'); os.close(fd)\n"
-        "print(os.getuid())"
-    )
-    old_uid = int(await hub.run_code("leaver", code))
+    # What the user could do in a terminal: a private file on shared storage.
+    [leaver] = hub.containers(docker_client)
+    result = leaver.exec_run(["sh", "-c", "umask 077; echo marks > /shared/private; id -u"])
+    assert result.exit_code == 0, result.output
+    old_uid = int(result.output)
     assert (shared / "private").stat().st_uid == old_uid
     await hub.stop_server("leaver")
     async with hub.client() as c:
@@ -111,14 +110,11 @@ async def test_a_new_user_never_gets_a_deleted_users_uid(hub_factory, test_image
     # SQLite gives the newest user's id to the next user created.
     await hub.create_user("joiner")
     await hub.spawn("joiner")
-    probe = (
-        "import os\n"
-        "try:\n    open('/shared/private').read(); print('read')\n"
-        "except PermissionError:\n    print('denied')\n"
-        "print(os.getuid())"
-    )
-    verdict, new_uid = (await hub.run_code("joiner", probe)).split()
-    assert verdict == "denied"
+    [joiner] = hub.containers(docker_client)
+    result = joiner.exec_run(["sh", "-c", "id -u; cat /shared/private"])
+    new_uid, *_ = result.output.decode().split()
+    assert result.exit_code != 0
+    assert b"Permission denied" in result.output
     assert int(new_uid) != old_uid
     registry = json.loads((hub.dir / "tfspawner-uids.json").read_text())
     assert registry["users"] == {"leaver": old_uid, "joiner": int(new_uid)}
