@@ -782,7 +782,7 @@ class TFSpawner(DockerSpawner):
             helper = containerspec.LABEL_INIT in labels
             if owner in running and not helper:
                 continue
-            if container.get("State") == "running":
+            if container.get("State") in ("running", "paused", "restarting"):
                 if not helper:
                     self.log.warning(
                         "Keeping running container %s of %s: the hub does not know this server "
@@ -1146,7 +1146,13 @@ class TFSpawner(DockerSpawner):
         allowed = self._allowed(available)
         if len(allowed) <= 1 and not self.stop_reason:
             return ""
-        pool = (await self.hub_context()).pool
+        context = await self.hub_context()
+        try:
+            await self.observe_engine(context)
+        except Exception as e:
+            # The form still renders; a GPU spawn reads the engine again anyway.
+            self.log.warning("Could not read the engine's GPU holders for the form: %s", e)
+        pool = context.pool
         choices = form.choices(
             allowed,
             free_gpus=len(pool.free()),

@@ -158,3 +158,82 @@ def test_create_kwargs_keep_identity_over_extras():
 )
 def test_gpus_from_labels(labels, ids):
     assert containerspec.gpus_from_labels(labels) == ids
+
+
+POOL_NAMES = {"0": "0", "1": "1", "2": "2", "GPU-aaaa": "0", "GPU-bbbb": "1", "GPU-cccc": "2"}
+
+
+def inspected(requests=None, runtime="runc", env=None):
+    return {
+        "HostConfig": {"DeviceRequests": requests, "Runtime": runtime},
+        "Config": {"Env": env or []},
+    }
+
+
+def gpu_request(ids=None, count=0, driver="nvidia"):
+    return {"Driver": driver, "DeviceIDs": ids, "Count": count, "Capabilities": [["gpu"]]}
+
+
+@pytest.mark.parametrize(
+    ("info", "held"),
+    [
+        (inspected(), ()),
+        (inspected([gpu_request(["1", "2"])]), ("1", "2")),
+        (inspected([gpu_request(["GPU-bbbb"])]), ("1",)),
+        # --gpus 2 gets the first GPUs; --gpus all gets every one.
+        (inspected([gpu_request(count=2)]), ("0", "1")),
+        (inspected([gpu_request(count=-1)]), ("0", "1", "2")),
+        (inspected([{**gpu_request(["2"]), "Driver": ""}]), ("2",)),
+        (inspected([{"Driver": "other", "DeviceIDs": ["1"], "Capabilities": [["tpu"]]}]), ()),
+        # The environment counts under the nvidia runtime only.
+        (inspected(env=["NVIDIA_VISIBLE_DEVICES=all"]), ()),
+        (inspected(runtime="nvidia", env=["NVIDIA_VISIBLE_DEVICES=all"]), ("0", "1", "2")),
+        (inspected(runtime="nvidia", env=["NVIDIA_VISIBLE_DEVICES=GPU-cccc,0"]), ("2", "0")),
+        (inspected(runtime="nvidia", env=["NVIDIA_VISIBLE_DEVICES=void"]), ()),
+        (inspected(runtime="nvidia", env=["NVIDIA_VISIBLE_DEVICES=none"]), ()),
+        # GPUs outside the pool are not the pool's business.
+        (inspected([gpu_request(["7", "GPU-ffff"])]), ()),
+    ],
+)
+def test_gpus_in_use(info, held):
+    assert containerspec.gpus_in_use(info, POOL_NAMES) == held
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later"),
+    [
+        ("2026-11-28T02:50:01.12345Z", "2026-11-28T02:50:01.123456789Z"),
+        ("2026-11-28T02:50:01Z", "2026-11-28T02:50:01.000000001Z"),
+        ("2026-11-28T02:50:01.9Z", "2026-11-28T02:50:02Z"),
+    ],
+)
+def test_created_ns_orders_what_the_strings_do_not(earlier, later):
+    assert containerspec.created_ns(earlier) < containerspec.created_ns(later)
+
+
+def test_server_records_leave_out_helpers_and_strangers():
+    listed = [
+        {
+            "Id": "a",
+            "Names": ["/s"],
+            "State": "running",
+            "Created": 0,
+            "Labels": containerspec.labels(
+                hub="h", user="ann", server="", image="i", gpu_ids=["1"], profile="gpu"
+            ),
+        },
+        {
+            "Id": "b",
+            "Names": ["/x"],
+            "State": "running",
+            "Created": 0,
+            "Labels": {
+                **containerspec.labels(hub="h", user="ann", server="", image="i"),
+                containerspec.LABEL_INIT: "true",
+            },
+        },
+        {"Id": "c", "Names": ["/y"], "State": "running", "Created": 0, "Labels": {}},
+    ]
+    [record] = containerspec.server_records(listed)
+    assert record["user"] == "ann" and record["gpus"] == ["1"] and record["profile"] == "gpu"
+    assert record["since"] == "1970-01-01T00:00:00+00:00"

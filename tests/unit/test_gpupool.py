@@ -162,3 +162,37 @@ def test_parse_pool_refuses(entries, message):
 )
 def test_describe(gpu, text):
     assert gpu.describe() == text
+
+
+def engine(container, ids, *, ours=False, owner=None, hub=""):
+    return gpupool.EngineHolding(
+        container=container, ids=tuple(ids), since=1.0, ours=ours, hub=hub, owner=owner
+    )
+
+
+@pytest.mark.parametrize(
+    ("engine_view", "free", "external"),
+    [
+        # Another hub's server and a hand-started container take GPUs from this pool.
+        ([engine("other-hub", ["0"], hub="x", owner=Owner("bob"))], ["1"], {"0"}),
+        ([engine("by-hand", ["1", "2"])], ["0"], {"1", "2"}),
+        # This hub's own server holding what the pool gave it is no outsider.
+        ([engine("mine", ["2"], ours=True, owner=Owner("me"), hub="h")], ["0", "1"], set()),
+        # This hub's container for a server the pool does not know: held, from outside.
+        ([engine("lost", ["1"], ours=True, owner=Owner("lost"), hub="h")], ["0"], {"1"}),
+    ],
+)
+def test_engine_holders_are_never_handed_out(engine_view, free, external):
+    pool = GPUPool(gpupool.parse_pool(["0", "1", "2"]))
+    pool.restore(Owner("me"), ["2"])
+    pool.observe_engine(engine_view)
+    assert set(pool.external()) == external
+    assert pool.free() == free
+
+
+def test_allocation_skips_gpus_held_on_the_engine():
+    pool = GPUPool(gpupool.parse_pool(["0", "1"]))
+    pool.observe_engine([engine("other", ["0"], hub="x", owner=Owner("bob"))])
+    assert pool.allocate(Owner("a"), 1) == ["1"]
+    with pytest.raises(gpupool.PoolExhausted, match="All 2 GPUs are in use right now"):
+        pool.allocate(Owner("b"), 1)
