@@ -26,6 +26,7 @@ from traitlets import Any, Bool, Dict, Int, List, Unicode, Union, default, valid
 from . import (
     allowlist,
     archive,
+    catalogue,
     containerspec,
     form,
     gpupool,
@@ -36,6 +37,7 @@ from . import (
     naming,
     nvml,
     profiles,
+    registryauth,
     volumes,
 )
 from .errors import ConfigError, spawn_refused
@@ -154,6 +156,26 @@ class TFSpawner(DockerSpawner):
             }
 
         When empty, ``image`` is the only image, under the alias ``default``.
+        """,
+    )
+
+    image_catalogue_file = Unicode(
+        "",
+        config=True,
+        help="""
+        A JSON image catalogue that ``tfspawner images rebuild`` and ``rollback``
+        write: each alias's current pin overrides or extends ``images``.
+
+        Read at each spawn, so a new pin reaches the next start without a hub
+        restart, while running servers keep the image they started from
+        (``tfspawner images status`` lists them). An absent file counts as
+        empty, so the hub may be set up before the first rebuild; a malformed
+        one refuses spawns with a message naming the file.
+
+        Example: ``c.TFSpawner.image_catalogue_file = "/srv/jupyterhub/image-catalogue.json"``
+
+        Every pin in it must be pinned by digest, whatever
+        ``allow_unpinned_images`` says. Profiles may name its aliases.
         """,
     )
 
@@ -521,11 +543,18 @@ class TFSpawner(DockerSpawner):
 
     def check_config(self) -> tuple[dict[str, imageref.ImageRef], list[profiles.Profile]]:
         """Validate the settings that depend on each other; raise ConfigError naming one."""
-        catalogue = dict(self.images) or {IMPLICIT_PROFILE: self.image}
-        setting = "TFSpawner.images" if self.images else "TFSpawner.image"
+        try:
+            from_file = self.catalogue_pins()
+        except catalogue.CatalogueError as e:
+            raise ConfigError(f"TFSpawner.image_catalogue_file: {e}") from None
+        merged = {**self.images, **from_file}
+        entries = merged or {IMPLICIT_PROFILE: self.image}
+        setting = "TFSpawner.images" if merged else "TFSpawner.image"
         refs = {}
-        for alias, reference in catalogue.items():
-            where = f"{setting}[{alias!r}]" if self.images else setting
+        for alias, reference in entries.items():
+            where = f"{setting}[{alias!r}]" if merged else setting
+            if alias in from_file:
+                where = f"{self.image_catalogue_file}[{alias!r}]"
             try:
                 ref = imageref.parse(reference)
             except imageref.InvalidImageReference as e:
@@ -596,6 +625,12 @@ class TFSpawner(DockerSpawner):
                 "; ".join(unsafe),
             )
         return refs, checked
+
+    def catalogue_pins(self) -> dict[str, str]:
+        """The current pins of ``image_catalogue_file``, read now; {} when none is set."""
+        if not self.image_catalogue_file:
+            return {}
+        return catalogue.current_pins(catalogue.load(self.image_catalogue_file))
 
     def configured_gpus(self) -> list[gpupool.GPU]:
         if self.gpu_pool == "auto":
@@ -1237,7 +1272,15 @@ class TFSpawner(DockerSpawner):
             return await super().pull_image(image)
         self._verify_digest(ref, await self._local_image(ref))
 
-    def _pull_refused(self):
+    def _pull_refused(self, login_refused: bool = False):
+        if login_refused:
+            return spawn_refused(
+                "The image for your server could not be downloaded because its registry "
+                "did not accept the hub's login, so it was not started. Please tell the "
+                "hub's administrator.",
+                reason="image-registry-login",
+                status_code=503,
+            )
         return spawn_refused(
             "The image for your server could not be downloaded right now, so it was "
             "not started. Please try again later or tell the hub's administrator.",
@@ -1245,10 +1288,23 @@ class TFSpawner(DockerSpawner):
             status_code=503,
         )
 
-    def _pull_stream(self, ref: imageref.ImageRef, progress: PullProgress) -> None:
+    def _pull_stream(
+        self,
+        ref: imageref.ImageRef,
+        progress: PullProgress,
+        credentials: registryauth.Credentials,
+    ) -> None:
         """Runs in the executor: follow the engine's pull stream to the end."""
         repository, digest = ref.pull_args()
-        for event in self.client.pull(repository, tag=digest, stream=True, decode=True):
+        # An empty auth_config is an anonymous pull; None would let docker-py
+        # fall back on the config it read when the hub started.
+        for event in self.client.pull(
+            repository,
+            tag=digest,
+            stream=True,
+            decode=True,
+            auth_config=credentials.auth_config,
+        ):
             progress.update(event)
 
     async def _local_image(self, ref: imageref.ImageRef) -> dict:
@@ -1289,15 +1345,31 @@ class TFSpawner(DockerSpawner):
                 reason="image",
                 status_code=503,
             )
-        self.log.info("Pulling %s by digest", ref)
+        registry = registryauth.registry_of(ref)
         lookup.pulling = True
         # Not on the engine-call threads, which every spawn, stop and poll needs.
         pulls = _shared_executor("pull", PULL_THREADS)
+        credentials = None
         try:
-            await asyncio.wrap_future(pulls.submit(self._pull_stream, ref, lookup.progress))
-        except (APIError, PullFailed) as e:
-            self.log.error("Pulling %s failed: %s", ref, e)
-            raise self._pull_refused() from None
+            # A credential helper is a subprocess: off the event loop too.
+            credentials = await asyncio.wrap_future(pulls.submit(registryauth.lookup, registry))
+            self.log.info("Pulling %s by digest (login: %s)", ref, credentials.source)
+            await asyncio.wrap_future(
+                pulls.submit(self._pull_stream, ref, lookup.progress, credentials)
+            )
+        except (APIError, PullFailed, registryauth.CredentialError) as e:
+            why = registryauth.redact(registryauth.reason(e), credentials)
+            refused = isinstance(e, registryauth.CredentialError) or registryauth.refused(why)
+            self.log.error(
+                "Pulling %s from registry %s failed%s: %s",
+                ref,
+                registry,
+                f" (the registry refused the login: {credentials.source})"
+                if refused and credentials is not None
+                else "",
+                why,
+            )
+            raise self._pull_refused(login_refused=refused) from None
         try:
             return await self.docker("inspect_image", str(ref))
         except (ImageNotFound, NotFound):
@@ -1349,8 +1421,8 @@ class TFSpawner(DockerSpawner):
         existing = await self.get_object()
         running = existing is not None and existing["State"].get("Running")
         labels = (existing or {}).get("Config", {}).get("Labels") or {}
-        # A server the hub lost track of counts as this user's last choice.
-        last = self.profile_slug or (labels.get(containerspec.LABEL_PROFILE, "") if running else "")
+        # A start that names no profile reconnects to a server the hub lost track of.
+        last = (labels.get(containerspec.LABEL_PROFILE, "") if running else "") or self.profile_slug
         profile = self.choose_profile(available, last=last)
         self._profile = profile
         self.image = str(refs[profile.image])

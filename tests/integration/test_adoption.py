@@ -131,7 +131,9 @@ async def test_restored_database_adopts_servers_started_after_the_backup(
 async def test_a_different_profile_stops_the_lost_server_first(
     hub_factory, test_image, docker_client
 ):
-    hub = hub_factory(gpu_config(test_image, extra=KEEP))
+    # The spawn request returns at once, so the progress stream has every message.
+    extra = KEEP + "c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}\n"
+    hub = hub_factory(gpu_config(test_image, extra=extra))
     await hub.create_user("switch")
     await hub.spawn("switch", options={"profile": "gpu"})
     hub.stop(signal.SIGKILL)
