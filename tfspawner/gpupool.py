@@ -149,6 +149,12 @@ class GPUPool:
     def gpu(self, gpu_id: str) -> GPU:
         return self._by_id.get(gpu_id) or GPU(gpu_id)
 
+    def names(self) -> dict[str, str]:
+        """Every name of a pool GPU (its id, and its UUID when known) -> its id."""
+        found = {gpu.id: gpu.id for gpu in self.gpus}
+        found.update({gpu.uuid: gpu.id for gpu in self.gpus if gpu.uuid})
+        return found
+
     def holder(self, gpu_id: str) -> Holding | None:
         for holding in self._holdings.values():
             if gpu_id in holding.ids:

@@ -730,8 +730,7 @@ class TFSpawner(DockerSpawner):
         return found
 
     def _engine_holdings(self, pool: GPUPool, containers: list[dict]) -> list[EngineHolding]:
-        names = {gpu.id: gpu.id for gpu in pool.gpus}
-        names.update({gpu.uuid: gpu.id for gpu in pool.gpus if gpu.uuid})
+        names = pool.names()
         holdings = []
         for facts in containers:
             labels = facts["Config"]["Labels"]
@@ -774,8 +773,7 @@ class TFSpawner(DockerSpawner):
         containers = await self._read_engine(fresh=True)
         order = {c["Id"]: (containerspec.created_ns(c["Created"]), c["Id"]) for c in containers}
         mine = order.get(container_id)
-        names = {gpu.id: gpu.id for gpu in context.pool.gpus}
-        names.update({gpu.uuid: gpu.id for gpu in context.pool.gpus if gpu.uuid})
+        names = context.pool.names()
         for facts in containers:
             if mine is None or order[facts["Id"]] >= mine:
                 continue
