@@ -11,7 +11,7 @@ import docker
 from docker.errors import APIError, DockerException
 from traitlets.config.loader import PyFileConfigLoader
 
-from . import admincmd, imageref
+from . import admincmd, imageref, registryauth
 from .pullprogress import PullFailed, PullProgress
 
 
@@ -54,17 +54,35 @@ def engine() -> docker.DockerClient:
     return client
 
 
+def credentials(ref: imageref.ImageRef) -> registryauth.Credentials:
+    """The Docker config file's login for ref's registry, as the hub uses it."""
+    try:
+        return registryauth.lookup(registryauth.registry_of(ref))
+    except registryauth.CredentialError as e:
+        raise CommandError(str(e)) from None
+
+
+def registry_error(what: str, ref: imageref.ImageRef, creds, error: Exception) -> CommandError:
+    """A CommandError naming the registry and, when it refused the login, where it came from."""
+    why = registryauth.redact(registryauth.reason(error), creds)
+    if registryauth.refused(why):
+        why += f" (login: {creds.source})"
+    return CommandError(f"{what} {ref} failed at registry {creds.registry}: {why}")
+
+
 def pin(reference: str, client: docker.DockerClient) -> str:
     """Resolve a tag to its manifest digest in the registry; keep the tag for readers."""
     try:
         ref = imageref.parse(reference)
     except imageref.InvalidImageReference as e:
         raise CommandError(str(e)) from None
-    lookup = str(imageref.ImageRef(ref.domain, ref.path, ref.tag or "latest"))
+    lookup = imageref.ImageRef(ref.domain, ref.path, ref.tag or "latest")
+    creds = credentials(lookup)
     try:
-        digest = client.images.get_registry_data(lookup).id
+        digest = client.images.get_registry_data(str(lookup), auth_config=creds.auth_config).id
     except APIError as e:
-        raise CommandError(f"could not resolve {lookup} in its registry: {e.explanation}") from None
+        why = registryauth.redact(registryauth.reason(e), creds)
+        raise CommandError(f"could not resolve {lookup} in its registry: {why}") from None
     return str(imageref.ImageRef(ref.domain, ref.path, ref.tag or "latest", digest))
 
 
@@ -83,13 +101,16 @@ def pull(ref: imageref.ImageRef, client: docker.DockerClient, label: str, out=sy
         pass
     progress = PullProgress()
     repository, digest = ref.pull_args()
+    creds = credentials(ref)
     try:
-        for event in client.api.pull(repository, tag=digest, stream=True, decode=True):
+        for event in client.api.pull(
+            repository, tag=digest, stream=True, decode=True, auth_config=creds.auth_config
+        ):
             progress.update(event)
             _bar(label, progress.percent, out)
     except (APIError, PullFailed) as e:
         out.write("\n")
-        raise CommandError(f"pulling {ref} failed: {e}") from None
+        raise registry_error("pulling", ref, creds, e) from None
     _bar(label, 100, out)
     out.write("\n")
     image = client.images.get(str(ref))
@@ -189,6 +210,9 @@ def doctor(config_file: str, report: Report) -> None:
                     f"image {alias}", f"{ref} is present but does not carry its pinned digest"
                 )
 
+    if client is not None:
+        check_registries(client, refs, report)
+
     proxy = shutil.which("configurable-http-proxy")
     if proxy:
         report.ok("proxy", proxy)
@@ -197,6 +221,34 @@ def doctor(config_file: str, report: Report) -> None:
             "proxy",
             "configurable-http-proxy is not on PATH; npm install -g configurable-http-proxy",
         )
+
+
+def check_registries(client: docker.DockerClient, refs: dict, report: Report) -> None:
+    """Ask each registry for one pinned image with the login the hub would send."""
+    by_registry: dict[str, imageref.ImageRef] = {}
+    for ref in refs.values():
+        if ref.pinned:
+            by_registry.setdefault(registryauth.registry_of(ref), ref)
+    for registry, ref in sorted(by_registry.items()):
+        what = f"registry {registry}"
+        try:
+            creds = registryauth.lookup(registry)
+        except registryauth.CredentialError as e:
+            report.fail(what, str(e))
+            continue
+        try:
+            client.api.inspect_distribution(str(ref), auth_config=creds.auth_config)
+        except APIError as e:
+            why = registryauth.redact(registryauth.reason(e), creds)
+            if registryauth.refused(why):
+                report.fail(what, f"refuses the login ({creds.source}): {why}")
+            else:
+                report.fail(what, f"{ref}: {why}")
+            continue
+        if creds.found:
+            report.ok(what, f"accepts the login from {creds.source}")
+        else:
+            report.ok(what, f"answers without a login ({creds.source})")
 
 
 def cmd_doctor(args) -> int:
@@ -333,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gpus_parser.set_defaults(func=cmd_gpus)
     admincmd.add_parser(commands)
+    from . import sshproxy  # stdlib only: it also runs alone, on users' machines
+
+    sshproxy.add_parsers(commands)
     return parser
 
 
