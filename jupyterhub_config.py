@@ -22,6 +22,8 @@
 #                   TFSPAWNER_ADMIN_USERS, TFSPAWNER_NATIVE_SIGNUP,
 #                   TFSPAWNER_OAUTH_* (see "Authentication")
 #   Servers         TFSPAWNER_HUB_NAME, TFSPAWNER_IMAGE_CPU, TFSPAWNER_IMAGE_GPU,
+#                   TFSPAWNER_IMAGE_CATALOGUE (file of rebuilt pins), DOCKER_CONFIG
+#                   (registry logins: the directory of config.json),
 #                   TFSPAWNER_GPU_POOL, TFSPAWNER_GPUS_PER_SERVER,
 #                   TFSPAWNER_GPU_GROUPS, TFSPAWNER_GPU_LIMIT_PER_USER,
 #                   TFSPAWNER_{CPU,GPU}_SERVER_{CPUS,MEM,SHM}, TFSPAWNER_START_TIMEOUT
@@ -278,6 +280,9 @@ c.TFSpawner.images = {
     "tf-cpu": image("TFSPAWNER_IMAGE_CPU"),
     **({"tf-gpu": image("TFSPAWNER_IMAGE_GPU")} if HAS_GPUS else {}),
 }
+# The catalogue that `tfspawner images rebuild` and `rollback` write; its
+# current pins replace the two above at each spawn, without a hub restart.
+c.TFSpawner.image_catalogue_file = env("TFSPAWNER_IMAGE_CATALOGUE", "")
 
 gpus_per_server = env_int("TFSPAWNER_GPUS_PER_SERVER", 1)
 cpu_server = {

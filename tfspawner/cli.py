@@ -363,10 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pin_parser.set_defaults(func=cmd_images_pin)
     pull_parser = image_commands.add_parser(
-        "pull", help="pull every image of TFSpawner.images by digest"
+        "pull", help="pull every image of TFSpawner.images and the catalogue file by digest"
     )
     pull_parser.add_argument("-f", "--config", default="jupyterhub_config.py")
     pull_parser.set_defaults(func=cmd_images_pull)
+    # Imported here: imagecycle builds on this module's helpers.
+    from . import imagecycle
+
+    imagecycle.add_commands(image_commands)
 
     doctor_parser = commands.add_parser(
         "doctor", help="check the engine, GPU runtime, images, proxy and config"
