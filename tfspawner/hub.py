@@ -68,13 +68,17 @@ def _held_by(pool, gpu_id: str, hub_name: str) -> dict | None:
     }
 
 
-def gpu_pool_view(pool, hub_name: str = "", unknown: list | None = None) -> dict:
+def gpu_pool_view(
+    pool, hub_name: str = "", unknown: list | None = None, stale: list | None = None
+) -> dict:
     """The pool as JSON for admins: each GPU, free or held, by whom and since when.
 
     A GPU can be held by a server of this hub, by a running container this
     hub does not know (``known_to_hub`` false: another hub's, one started by
     hand, or this hub's after a database loss), and ``not_known_to_hub`` lists
-    this hub's running servers that its database has lost.
+    this hub's running servers that its database has lost. ``stale_images``
+    lists running servers whose image is not their alias's current pin (they
+    get it when they restart).
     """
     gpus = [
         {
@@ -91,6 +95,13 @@ def gpu_pool_view(pool, hub_name: str = "", unknown: list | None = None) -> dict
         "free": len(pool.free()),
         "gpus": gpus,
         "not_known_to_hub": list(unknown or []),
+        "stale_images": [
+            {
+                k: server[k]
+                for k in ("user", "server", "profile", "alias", "image", "current", "since")
+            }
+            for server in stale or []
+        ],
     }
 
 
@@ -108,8 +119,13 @@ def _make_api_handler():
             context = await _probe.hub_context()
             await _probe.observe_engine(context)
             unknown = await _probe.unknown_servers(running_servers(self.db))
+            try:
+                stale = await _probe.stale_servers()
+            except ConfigError as e:
+                self.log.warning("Cannot tell which servers run an older image: %s", e)
+                stale = []
             self.set_header("Content-Type", "application/json")
-            self.write(json.dumps(gpu_pool_view(context.pool, _probe.hub_name, unknown)))
+            self.write(json.dumps(gpu_pool_view(context.pool, _probe.hub_name, unknown, stale)))
 
     return GPUPoolAPIHandler
 

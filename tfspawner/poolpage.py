@@ -52,7 +52,12 @@ def render(view: dict, now: datetime.datetime) -> str:
         {**server, "since": _since(server["since"], now)}
         for server in view.get("not_known_to_hub", [])
     ]
-    return env.get_template("pool_page.html").render(view=view, rows=rows, unknown=unknown)
+    stale = [
+        {**server, "since": _since(server["since"], now)} for server in view.get("stale_images", [])
+    ]
+    return env.get_template("pool_page.html").render(
+        view=view, rows=rows, unknown=unknown, stale=stale
+    )
 
 
 def _since(iso: str, now: datetime.datetime) -> str:

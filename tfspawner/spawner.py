@@ -840,6 +840,18 @@ class TFSpawner(DockerSpawner):
                 self.log.info("Released the GPUs of %s", owner)
         await self.observe_engine(context)
 
+    async def stale_servers(self) -> list[dict]:
+        """This hub's running servers on another digest than their alias's current pin."""
+        refs, checked = self.check_config()
+        containers = await self.docker(
+            "containers", filters=containerspec.label_filters(self.hub_name)
+        )
+        return catalogue.stale_servers(
+            containerspec.server_records(containers),
+            {p.slug: p.image for p in checked},
+            {alias: str(ref) for alias, ref in refs.items()},
+        )
+
     async def unknown_servers(self, known: set[Owner]) -> list[dict]:
         """This hub's running servers that its database does not know, as the engine sees them."""
         containers = await self.docker(

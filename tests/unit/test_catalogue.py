@@ -99,3 +99,43 @@ def test_stale_servers():
     assert [(s["user"], s["alias"], s["current"]) for s in stale] == [
         ("old", "tf-cpu", f"{REPO}:b1@{D2}")
     ]
+
+
+def test_pool_view_and_page_list_stale_servers():
+    import datetime
+
+    from tfspawner import gpupool, hub, poolpage
+
+    pool = gpupool.GPUPool([])
+    stale = catalogue.stale_servers(
+        [
+            {
+                "user": "<b>old</b>",
+                "server": "",
+                "profile": "cpu",
+                "image": f"{REPO}:b0@{D1}",
+                "since": "2026-11-26T07:00:00+00:00",
+                "gpus": [],
+                "container": "c",
+            }
+        ],
+        {"cpu": "tf-cpu"},
+        {"tf-cpu": f"{REPO}:b1@{D2}"},
+    )
+    view = hub.gpu_pool_view(pool, "hub", [], stale)
+    assert view["stale_images"] == [
+        {
+            "user": "<b>old</b>",
+            "server": "",
+            "profile": "cpu",
+            "alias": "tf-cpu",
+            "image": f"{REPO}:b0@{D1}",
+            "current": f"{REPO}:b1@{D2}",
+            "since": "2026-11-26T07:00:00+00:00",
+        }
+    ]
+    now = datetime.datetime(2026, 11, 26, 7, 30, tzinfo=datetime.timezone.utc)
+    page = poolpage.render(view, now)
+    assert 'id="stale-images"' in page
+    assert "&lt;b&gt;old&lt;/b&gt;" in page and f"{REPO}:b1@{D2}" in page
+    assert 'id="stale-images"' not in poolpage.render(hub.gpu_pool_view(pool, "hub"), now)
