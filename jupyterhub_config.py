@@ -29,6 +29,7 @@
 #                   TFSPAWNER_{CPU,GPU}_SERVER_{CPUS,MEM,SHM}, TFSPAWNER_START_TIMEOUT
 #   Load            TFSPAWNER_CONCURRENT_SPAWN_LIMIT, TFSPAWNER_ACTIVE_SERVER_LIMIT,
 #                   TFSPAWNER_NAMED_SERVER_LIMIT
+#   SSH             TFSPAWNER_SSH (1: ssh into your own server through the hub)
 #   Culling         TFSPAWNER_IDLE_TIMEOUT, TFSPAWNER_GPU_IDLE_TIMEOUT
 import os
 import sys
@@ -338,6 +339,18 @@ c.TFSpawner.gpu_limit_per_user = env_int("TFSPAWNER_GPU_LIMIT_PER_USER", gpus_pe
 # /srv/tfspawner/jupyterhub_config.py`) to make first starts fast.
 c.Spawner.start_timeout = env_int("TFSPAWNER_START_TIMEOUT", 600)
 c.Spawner.http_timeout = 120
+
+# --- SSH -----------------------------------------------------------------------
+# TFSPAWNER_SSH=1 lets users ssh, scp and sftp into their own server, VS Code
+# Remote-SSH included, through the hub: the images (deploy/images) run sshd
+# as the user behind jupyter-server-proxy at /user/NAME/sshd/, which only the
+# owner's hub token opens. /hub/ssh-config shows each user the ~/.ssh/config
+# block; the README's "SSH" section has the rest.
+if env_flag("TFSPAWNER_SSH"):
+    from tfspawner import sshpage
+
+    c.TFSpawner.environment = {"TFSPAWNER_SSH": "1"}
+    c.JupyterHub.extra_handlers = sshpage.HANDLERS
 
 # --- Load ----------------------------------------------------------------------
 # A lecture hall pressing "Start" at once: spawns beyond this limit are told

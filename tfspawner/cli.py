@@ -389,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gpus_parser.set_defaults(func=cmd_gpus)
     admincmd.add_parser(commands)
+    from . import sshproxy  # stdlib only: it also runs alone, on users' machines
+
+    sshproxy.add_parsers(commands)
     return parser
 
 
