@@ -18,12 +18,20 @@ import pytest
 import websockets
 from traitlets.config.loader import PyFileConfigLoader
 
+from tfspawner import containerspec
+
 from .hubprocess import new_hub
 
 pytestmark = pytest.mark.ssh
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+
+
+PROFILES = [
+    {"slug": "cpu", "display_name": "CPU", "image": "tf", "default": True},
+    {"slug": "gpu", "display_name": "1 GPU", "image": "tf", "gpus": 1},
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +41,9 @@ def ssh_hub(tmp_path_factory, docker_client):
     hub = new_hub(
         tmp_path_factory.mktemp("ssh-hub"),
         os.environ["TFSPAWNER_TEST_HUB_IP"],
-        f"c.TFSpawner.image = {os.environ['TFSPAWNER_TEST_TF_IMAGE']!r}\n"
+        f"c.TFSpawner.images = {{'tf': {os.environ['TFSPAWNER_TEST_TF_IMAGE']!r}}}\n"
+        f"c.TFSpawner.profiles = {PROFILES!r}\n"
+        "c.TFSpawner.gpu_pool = ['0', '1']\n"
         # What jupyterhub_config.py sets for TFSPAWNER_SSH=1 (checked below).
         "from tfspawner import sshpage\n"
         "c.TFSpawner.environment = {'TFSPAWNER_SSH': '1'}\n"
@@ -55,7 +65,9 @@ def ssh_hub(tmp_path_factory, docker_client):
 class Client:
     """A user's machine: a key, a token and the ~/.ssh/config block `ssh-config` prints."""
 
-    def __init__(self, hub, directory: Path, user: str, target: str | None = None):
+    def __init__(
+        self, hub, directory: Path, user: str, target: str | None = None, server: str = ""
+    ):
         self.hub = hub
         self.dir = directory
         self.user = user
@@ -66,7 +78,7 @@ class Client:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
         command = [BIN / "tfspawner", "ssh-config", "--hub", hub.url, "--host", "srv"]
         block = subprocess.run(
-            [*command, "--user", target or user],
+            [*command, "--user", target or user, "--server", server],
             capture_output=True,
             text=True,
             check=True,
@@ -207,9 +219,12 @@ def test_wrong_and_revoked_tokens_are_refused(ssh_hub, alice):
     assert result.returncode == 255
     assert "refused the token" in result.stderr, result.stderr
 
-    # Never root, and never a password.
-    result = alice.ssh("-l", "root", "-o", "PreferredAuthentications=password,publickey", "true")
+    # Never root, and never a password: keys are the only method sshd offers.
+    result = alice.ssh("-l", "root", "true")
     assert result.returncode == 255
+    result = alice.ssh("-o", "PubkeyAuthentication=no", "true")
+    assert result.returncode == 255
+    assert "Permission denied (publickey)" in result.stderr, result.stderr
 
 
 def test_one_user_cannot_reach_another_users_server(ssh_hub, tmp_path):
@@ -231,6 +246,33 @@ def test_one_user_cannot_reach_another_users_server(ssh_hub, tmp_path):
     # The same websocket with alice's token is sshd.
     alice_token = asyncio.run(ssh_hub.user_token("alice"))
     assert asyncio.run(handshake(alice_token)).startswith(b"SSH-2.0-OpenSSH")
+
+
+def test_a_gpu_servers_shell_sees_only_its_gpu(ssh_hub, tmp_path, docker_client):
+    asyncio.run(ssh_hub.spawn("alice", "gpu", {"profile": "gpu"}))
+    gpu = Client(ssh_hub, tmp_path / "gpu", "alice", server="gpu")
+    result = gpu.ssh("echo $NVIDIA_VISIBLE_DEVICES")
+    assert result.returncode == 0, result.stderr
+    [container] = [
+        c
+        for c in ssh_hub.containers(docker_client)
+        if c.labels.get(containerspec.LABEL_SERVER) == "gpu"
+    ]
+    assigned = [
+        e.split("=", 1)[1]
+        for e in container.attrs["Config"]["Env"]
+        if e.startswith("NVIDIA_VISIBLE_DEVICES=")
+    ]
+    assert result.stdout.split() == assigned and assigned[0] in ("0", "1"), result.stdout
+    # The default server of the same user has none.
+    assert alice_default_gpus(ssh_hub, tmp_path) == "void"
+    asyncio.run(ssh_hub.stop_server("alice", "gpu"))
+
+
+def alice_default_gpus(hub, tmp_path) -> str:
+    result = Client(hub, tmp_path / "cpu", "alice").ssh("echo $NVIDIA_VISIBLE_DEVICES")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def test_the_hub_page_shows_the_ssh_config_block(ssh_hub):
