@@ -120,10 +120,11 @@ def local_hub(docker_client):
         "deploy/compose.yaml",
     ]
     run([*compose, "down", "-v"], env=env)
-    for volume in docker_client.volumes.list(
-        filters={"label": f"{containerspec.LABEL_HUB}={env['TFSPAWNER_HUB_NAME']}"}
-    ):
-        volume.remove(force=True)
+    for label in (containerspec.LABEL_HUB, "tfspawner.lease"):
+        for volume in docker_client.volumes.list(
+            filters={"label": f"{label}={env['TFSPAWNER_HUB_NAME']}"}
+        ):
+            volume.remove(force=True)
 
 
 async def test_hub_up_local_serves_a_hub_that_spawns(local_hub, docker_client):
