@@ -40,15 +40,14 @@ def sqlite_file(db_url: str) -> Path | None:
 
 
 def load_config(config_file: str):
-    from traitlets.config.loader import PyFileConfigLoader
+    # cli imports this module, so its loader is imported here, when used.
+    from .cli import CommandError
+    from .cli import load_config as load
 
-    path = Path(config_file)
-    if not path.is_file():
-        raise AdminError(f"config file {config_file} not found (use -f PATH)")
     try:
-        return PyFileConfigLoader(path.name, path=str(path.parent.resolve())).load_config()
-    except Exception as e:
-        raise AdminError(f"{config_file}: {e}") from None
+        return load(config_file)
+    except CommandError as e:
+        raise AdminError(str(e)) from None
 
 
 def authenticator_class(config):
