@@ -1,6 +1,6 @@
 """Shared pieces of the benchmarks: real hubs, concurrent spawns, polling and clean-up.
 
-The hubs come from the integration harness (tests/integration/hubprocess.py),
+The hubs come from the integration harness (tests/harness/hubprocess.py),
 so a benchmark runs the same jupyterhub, proxy, engine and images as the tests.
 """
 
@@ -24,7 +24,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.integration.hubprocess import Hub, new_hub  # noqa: E402
+from tests.harness.hubprocess import Hub, new_hub  # noqa: E402
 from tfspawner import containerspec  # noqa: E402
 
 REQUIRED_ENV = ("TFSPAWNER_TEST_IMAGE", "TFSPAWNER_TEST_HUB_IP")

@@ -3,7 +3,7 @@ import os
 import docker
 import pytest
 
-from .hubprocess import new_hub
+from tests.harness.hubprocess import new_hub
 
 REQUIRED_ENV = ("TFSPAWNER_TEST_IMAGE", "TFSPAWNER_TEST_TF_IMAGE", "TFSPAWNER_TEST_HUB_IP")
 

@@ -12,9 +12,8 @@ from pathlib import Path
 import docker
 import pytest
 
+from tests.harness.gpus import engine_gpus, gpu_config, holders, pool_view
 from tfspawner import containerspec
-
-from .test_gpu_pool import engine_gpus, gpu_config, holders, pool_view
 
 ROOT = Path(__file__).resolve().parents[2]
 KEEP = "c.JupyterHub.cleanup_servers = False\n"

@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright, expect
 
+from tests.harness.hubprocess import free_port
 from tfspawner.poolpage import service_config
-
-from .hubprocess import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"

@@ -12,9 +12,8 @@ import pytest
 import yaml
 from traitlets.config.loader import PyFileConfigLoader
 
+from tests.harness.hubprocess import free_port
 from tfspawner import containerspec
-
-from .hubprocess import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).parent / "tfspawner"

@@ -10,10 +10,9 @@ from pathlib import Path
 import docker
 import pytest
 
+from tests.harness.gpus import engine_gpus, gpu_config, holders, pool_view
+from tests.harness.images import REPO, push_variant, remove_local
 from tfspawner import containerspec
-
-from .test_gpu_pool import engine_gpus, gpu_config, holders, pool_view
-from .test_images import REPO, push_variant, remove_local
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .hubprocess import Hub, free_port
+from tests.harness.hubprocess import Hub, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIG = ROOT / "jupyterhub_config.py"

@@ -6,9 +6,8 @@ import re
 
 import pytest
 
+from tests.harness.options import options_config
 from tfspawner import volumes
-
-from .test_options import options_config
 
 
 def checked_profile(html: str) -> str | None:

@@ -18,9 +18,8 @@ import pytest
 import websockets
 from traitlets.config.loader import PyFileConfigLoader
 
+from tests.harness.hubprocess import new_hub
 from tfspawner import containerspec
-
-from .hubprocess import new_hub
 
 pytestmark = pytest.mark.ssh
 
