@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-STRATEGIES = ("stable", "static", "passwd", "callable")
 _PASSWD_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 
 
@@ -39,38 +39,58 @@ def parse_ids(value, default_gid: int, source: str) -> tuple[int, int]:
     return uid, gid
 
 
-def resolve(
-    strategy: str,
-    *,
-    username: str,
-    hub_user_id: int,
-    base: int,
-    default_gid: int,
-    static_map: Mapping[str, object],
-    passwd_lookup: Callable[[str], tuple[int, int]],
-    passwd_min_uid: int = 1000,
-) -> tuple[int, int]:
+@dataclass(frozen=True)
+class Lookup:
+    """What a uid strategy may use to find a user's ids."""
+
+    username: str
+    hub_user_id: int
+    base: int
+    default_gid: int
+    static_map: Mapping[str, object]
+    passwd_lookup: Callable[[str], tuple[int, int]]
+    passwd_min_uid: int = 1000
+
+
+def _stable(lookup: Lookup) -> tuple[int, int]:
+    return stable_uid(lookup.base, lookup.hub_user_id), lookup.default_gid
+
+
+def _static(lookup: Lookup) -> tuple[int, int]:
+    if lookup.username not in lookup.static_map:
+        raise UnsafeIdentity(f"user {lookup.username!r} has no entry in TFSpawner.uid_map")
+    return parse_ids(lookup.static_map[lookup.username], lookup.default_gid, "TFSpawner.uid_map")
+
+
+def _passwd(lookup: Lookup) -> tuple[int, int]:
+    try:
+        uid, gid = lookup.passwd_lookup(lookup.username)
+    except KeyError:
+        raise UnsafeIdentity(
+            f"user {lookup.username!r} is not in the host's passwd database"
+        ) from None
+    if uid < lookup.passwd_min_uid:
+        raise UnsafeIdentity(
+            f"user {lookup.username!r} is the host's system account (uid {uid}, below "
+            f"TFSpawner.passwd_min_uid = {lookup.passwd_min_uid})"
+        )
+    return uid, gid
+
+
+# uid_strategy -> resolver. ``callable`` is the admin's own, awaited by the spawner.
+RESOLVERS: dict[str, Callable[[Lookup], tuple[int, int]]] = {
+    "stable": _stable,
+    "static": _static,
+    "passwd": _passwd,
+}
+STRATEGIES = (*RESOLVERS, "callable")
+
+
+def resolve(strategy: str, **lookup) -> tuple[int, int]:
     """The ``(uid, gid)`` for a user by every strategy except ``callable`` (which is async)."""
-    if strategy == "stable":
-        return stable_uid(base, hub_user_id), default_gid
-    if strategy == "static":
-        if username not in static_map:
-            raise UnsafeIdentity(f"user {username!r} has no entry in TFSpawner.uid_map")
-        return parse_ids(static_map[username], default_gid, "TFSpawner.uid_map")
-    if strategy == "passwd":
-        try:
-            uid, gid = passwd_lookup(username)
-        except KeyError:
-            raise UnsafeIdentity(
-                f"user {username!r} is not in the host's passwd database"
-            ) from None
-        if uid < passwd_min_uid:
-            raise UnsafeIdentity(
-                f"user {username!r} is the host's system account (uid {uid}, below "
-                f"TFSpawner.passwd_min_uid = {passwd_min_uid})"
-            )
-        return uid, gid
-    raise ValueError(f"unknown uid strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    if strategy not in RESOLVERS:
+        raise ValueError(f"unknown uid strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    return RESOLVERS[strategy](Lookup(**lookup))
 
 
 def container_user(uid: int, gid: int) -> str:

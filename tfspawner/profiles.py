@@ -7,28 +7,17 @@ REST body both end up in :func:`validate_user_options`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from . import limits
 
 _SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
-_KEYS = {
-    "slug": str,
-    "display_name": str,
-    "description": str,
-    "image": str,
-    "gpus": int,
-    "cpu_limit": (int, float),
-    "mem_limit": (str, int),
-    "shm_size": (str, int),
-    "groups": list,
-    "default": bool,
-    "datasets": list,
-}
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
-_REQUIRED = ("slug", "display_name", "image")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Set by the hub or the spawner for every server; a profile must not change them.
+_RESERVED_ENV = re.compile(r"(JUPYTERHUB_.*|JPY_.*|NVIDIA_.*|CUDA_VISIBLE_DEVICES|HOME)")
 
 
 class ProfileError(ValueError):
@@ -45,6 +34,32 @@ class Dataset:
 
     source: str
     target: str
+
+
+def _as_is(value: Any, where: str) -> Any:
+    return value
+
+
+def _gpus(value: int, where: str) -> int:
+    if value < 0:
+        raise ProfileError(f"{where}: 'gpus' must be 0 or more")
+    return value
+
+
+def _groups(value: list, where: str) -> tuple[str, ...]:
+    if not all(isinstance(g, str) and g for g in value):
+        raise ProfileError(f"{where}: 'groups' must be a list of group names")
+    return tuple(value)
+
+
+def _limit(parse: Callable[[Any], Any]) -> Callable[[Any, str], Any]:
+    def checked(value: Any, where: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError as e:
+            raise ProfileError(f"{where}: {e}") from None
+
+    return checked
 
 
 def _datasets(raw: list, where: str) -> tuple[Dataset, ...]:
@@ -69,22 +84,76 @@ def _datasets(raw: list, where: str) -> tuple[Dataset, ...]:
     return tuple(datasets)
 
 
+def _extra_env(raw: Mapping, where: str) -> tuple[tuple[str, str], ...]:
+    for name, value in raw.items():
+        if not (isinstance(name, str) and _ENV_NAME.fullmatch(name)):
+            raise ProfileError(f"{where}: 'extra_env' name {name!r} is not a variable name")
+        if _RESERVED_ENV.fullmatch(name):
+            raise ProfileError(
+                f"{where}: 'extra_env' must not set {name}, which the hub sets for every server"
+            )
+        if not isinstance(value, str):
+            raise ProfileError(f"{where}: 'extra_env' value of {name} must be text")
+    return tuple(sorted(raw.items()))
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a profile dict: the types it accepts and how it becomes the field's value."""
+
+    types: type | tuple[type, ...]
+    parse: Callable[[Any, str], Any] = _as_is
+    required: bool = False
+
+
+def _key(types, parse=_as_is, *, required=False, default=None):
+    return field(default=default, metadata={"key": Key(types, parse, required)})
+
+
 @dataclass(frozen=True)
 class Profile:
-    slug: str
-    display_name: str
-    image: str
-    description: str = ""
-    gpus: int = 0
-    cpu_limit: float | None = None
-    mem_limit: int | None = None
-    shm_size: int | None = None
-    groups: tuple[str, ...] = ()
-    default: bool = False
-    datasets: tuple[Dataset, ...] = ()
+    """A server profile; the schema of the admin's profile dicts is these fields."""
+
+    slug: str = _key(str, required=True, default="")
+    display_name: str = _key(str, required=True, default="")
+    image: str = _key(str, required=True, default="")
+    description: str = _key(str, default="")
+    gpus: int = _key(int, _gpus, default=0)
+    cpu_limit: float | None = _key((int, float), _limit(limits.parse_cpus))
+    mem_limit: int | None = _key((str, int), _limit(limits.parse_bytes))
+    shm_size: int | None = _key((str, int), _limit(limits.parse_bytes))
+    groups: tuple[str, ...] = _key(list, _groups, default=())
+    default: bool = _key(bool, default=False)
+    datasets: tuple[Dataset, ...] = _key(list, _datasets, default=())
+    # Variables for every server of this profile, e.g. a course's data URL.
+    extra_env: tuple[tuple[str, str], ...] = _key(dict, _extra_env, default=())
 
     def allowed_for(self, groups: Iterable[str], is_admin: bool) -> bool:
         return is_admin or not self.groups or bool(set(self.groups) & set(groups))
+
+
+SCHEMA: dict[str, Key] = {f.name: f.metadata["key"] for f in fields(Profile)}
+
+
+def _profile(entry: Mapping[str, Any], where: str) -> Profile:
+    unknown = sorted(set(entry) - set(SCHEMA))
+    if unknown:
+        raise ProfileError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(SCHEMA)}")
+    for name, key in SCHEMA.items():
+        if key.required and name not in entry:
+            raise ProfileError(f"{where}: missing required key {name!r}")
+    values = {}
+    for name, value in entry.items():
+        types = SCHEMA[name].types
+        # bool is an int to Python, never to an admin.
+        if not isinstance(value, types) or (isinstance(value, bool) and types is not bool):
+            raise ProfileError(f"{where}: {name!r} has the wrong type ({value!r})")
+        values[name] = SCHEMA[name].parse(value, where)
+    if not _SLUG.fullmatch(values["slug"]):
+        raise ProfileError(
+            f"{where}: 'slug' must be lowercase letters, digits and '-' (at most 64)"
+        )
+    return Profile(**values)
 
 
 def validate_profiles(
@@ -99,54 +168,15 @@ def validate_profiles(
             raise ProfileError(f"{where} must be a dict, not {type(entry).__name__}")
         if isinstance(entry.get("slug"), str):
             where = f"profile {entry['slug']!r}"
-        unknown = sorted(set(entry) - set(_KEYS))
-        if unknown:
-            raise ProfileError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(_KEYS)}")
-        for key in _REQUIRED:
-            if key not in entry:
-                raise ProfileError(f"{where}: missing required key {key!r}")
-        for key, value in entry.items():
-            if not isinstance(value, _KEYS[key]) or (isinstance(value, bool) and key != "default"):
-                raise ProfileError(f"{where}: {key!r} has the wrong type ({value!r})")
-        slug = entry["slug"]
-        if not _SLUG.fullmatch(slug):
-            raise ProfileError(
-                f"{where}: 'slug' must be lowercase letters, digits and '-' (at most 64)"
-            )
-        if any(p.slug == slug for p in profiles):
+        profile = _profile(entry, where)
+        if any(p.slug == profile.slug for p in profiles):
             raise ProfileError(f"{where}: 'slug' is used by another profile")
-        if entry["image"] not in aliases:
+        if profile.image not in aliases:
             raise ProfileError(
-                f"{where}: 'image' {entry['image']!r} is not an alias in TFSpawner.images "
+                f"{where}: 'image' {profile.image!r} is not an alias in TFSpawner.images "
                 f"({', '.join(sorted(aliases)) or 'none defined'})"
             )
-        gpus = entry.get("gpus", 0)
-        if gpus < 0:
-            raise ProfileError(f"{where}: 'gpus' must be 0 or more")
-        groups = entry.get("groups", [])
-        if not all(isinstance(g, str) and g for g in groups):
-            raise ProfileError(f"{where}: 'groups' must be a list of group names")
-        try:
-            cpu_limit = limits.parse_cpus(entry["cpu_limit"]) if "cpu_limit" in entry else None
-            mem_limit = limits.parse_bytes(entry["mem_limit"]) if "mem_limit" in entry else None
-            shm_size = limits.parse_bytes(entry["shm_size"]) if "shm_size" in entry else None
-        except ValueError as e:
-            raise ProfileError(f"{where}: {e}") from None
-        profiles.append(
-            Profile(
-                slug=slug,
-                display_name=entry["display_name"],
-                description=entry.get("description", ""),
-                image=entry["image"],
-                gpus=gpus,
-                cpu_limit=cpu_limit,
-                mem_limit=mem_limit,
-                shm_size=shm_size,
-                groups=tuple(groups),
-                default=entry.get("default", False),
-                datasets=_datasets(entry.get("datasets", []), where),
-            )
-        )
+        profiles.append(profile)
     if sum(p.default for p in profiles) > 1:
         raise ProfileError("more than one profile has 'default': True")
     return profiles
