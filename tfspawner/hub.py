@@ -15,7 +15,7 @@ import uuid
 
 from tornado import httpclient, web
 
-from . import naming
+from . import adminview, naming
 from .containerspec import LABEL_PREFIX
 from .errors import ConfigError
 from .gpupool import Owner
@@ -114,18 +114,9 @@ def _make_api_handler():
         async def get(self):
             if "read:servers" not in self.expanded_scopes:
                 raise web.HTTPError(403, "Only admins may see the GPU pool.")
-            if _probe is None:
-                raise web.HTTPError(503, "The GPU pool is not ready yet.")
-            context = await _probe.hub_context()
-            await _probe.observe_engine(context)
-            unknown = await _probe.unknown_servers(running_servers(self.db))
-            try:
-                stale = await _probe.stale_servers()
-            except ConfigError as e:
-                self.log.warning("Cannot tell which servers run an older image: %s", e)
-                stale = []
+            view = await adminview.admin_view(self.db)
             self.set_header("Content-Type", "application/json")
-            self.write(json.dumps(gpu_pool_view(context.pool, _probe.hub_name, unknown, stale)))
+            self.write(json.dumps(view))
 
     return GPUPoolAPIHandler
 
@@ -282,6 +273,11 @@ def install() -> None:
     @functools.wraps(original_init_handlers)
     def init_handlers(self):
         if _uses_tfspawner(self):
+            from . import adminpage
+
+            # The hub made its jinja environments just before (init_tornado_settings).
+            adminpage.install_templates(self.tornado_settings)
+            self.extra_handlers.extend(adminpage.HANDLERS)
             self.extra_handlers.append((r"/api/tfspawner/gpus", _make_api_handler()))
             self.extra_handlers.append((r"/api/tfspawner/instance", InstanceHandler))
         return original_init_handlers(self)

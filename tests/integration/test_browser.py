@@ -105,19 +105,21 @@ async def test_student_picks_a_gpu_and_admin_sees_it(hub_factory, tf_image, brow
     await expect(row.first.get_by_text("gpu", exact=True)).to_be_visible()
     await admin_page.screenshot(path=SCREENSHOTS / "03-admin-panel.png", full_page=True)
 
-    # The pool page is in the hub's Services menu.
+    # The GPU page is in the hub's navigation bar.
     await admin_page.goto(f"{hub.url}/hub/home")
-    await admin_page.get_by_role("button", name="Services").click()
-    await admin_page.get_by_role("link", name="gpu-pool").click()
+    await admin_page.locator("#tfspawner-nav").click()
     await expect(admin_page.locator("#summary")).to_have_text("1 of 2 GPUs free.", timeout=30_000)
     held = admin_page.locator("#gpu-0")
     await expect(held).to_contain_text("student")
     await expect(held).to_contain_text("gpu")
     await admin_page.screenshot(path=SCREENSHOTS / "04-gpu-pool.png", full_page=True)
+    # The former pool service, still configured here, leads to the same page.
+    await admin_page.goto(f"{hub.url}/services/gpu-pool/")
+    await admin_page.wait_for_url("**/hub/tfspawner")
 
     # A student may not open the pool page.
     other = await browser.new_context()
     await hub.create_user("other")
     other_page = await login(other, hub, "other")
-    response = await other_page.goto(f"{hub.url}/services/gpu-pool/")
-    assert response.status == 403 or "GPU pool" not in await other_page.title()
+    response = await other_page.goto(f"{hub.url}/hub/tfspawner")
+    assert response.status == 403

@@ -1,9 +1,8 @@
-import datetime
 import html.parser
 
 import pytest
 
-from tfspawner import form, poolpage, profiles
+from tfspawner import form, profiles
 
 RAW = [
     {
@@ -104,31 +103,3 @@ def test_custom_template(tmp_path):
         template_path=str(template),
     )
     assert out == "[CPU &lt;b&gt;only&lt;/b&gt;]"
-
-
-def test_pool_page_escapes_and_shows_holders():
-    view = {
-        "total": 2,
-        "free": 1,
-        "gpus": [
-            {
-                "id": "0",
-                "name": "A100",
-                "memory": "80GB",
-                "uuid": "",
-                "held_by": {
-                    "user": "<b>eve</b>",
-                    "server": "",
-                    "profile": "gpu",
-                    "since": "2026-11-26T07:00:00+00:00",
-                },
-            },
-            {"id": "1", "name": "A100", "memory": "80GB", "uuid": "", "held_by": None},
-        ],
-    }
-    now = datetime.datetime(2026, 11, 26, 7, 30, tzinfo=datetime.timezone.utc)
-    page = poolpage.render(view, now)
-    assert "1 of 2 GPUs free" in page
-    assert "&lt;b&gt;eve&lt;/b&gt;" in page
-    assert "2026-11-26 07:00 UTC (30 min)" in page
-    assert '<td class="free">free</td>' in page
