@@ -252,13 +252,30 @@ def assigned_gpus_from_env(
 
 
 def assigned_gpus_from_task(task: Mapping[str, Any], kind: str = GPU_RESOURCE) -> tuple[str, ...]:
-    """The GPUs Swarm's scheduler gave a task (``AssignedGenericResources``)."""
+    """The GPUs Swarm's scheduler gave a task, where the task inspect carries them.
+
+    Engine 20.10's API leaves ``AssignedGenericResources`` out of the task, so
+    this is empty there: read ``DOCKER_RESOURCE_<kind>`` from the container on
+    its node (``assigned_gpus_from_env``) instead.
+    """
     found = []
     for entry in task.get("AssignedGenericResources") or []:
         named = entry.get("NamedResourceSpec") or {}
         if named.get("Kind") == kind and named.get("Value"):
             found.append(named["Value"])
     return tuple(found)
+
+
+def pinned_gpus_from_task(task_or_service: Mapping[str, Any]) -> tuple[str, ...]:
+    """The GPU UUIDs a task or service was given by name (``gpu_uuids``), from its spec."""
+    spec = task_or_service.get("Spec") or {}
+    container = (spec.get("TaskTemplate") or spec).get("ContainerSpec") or {}
+    for entry in container.get("Env") or []:
+        key, _, value = entry.partition("=")
+        if key == "NVIDIA_VISIBLE_DEVICES":
+            names = tuple(v.strip() for v in value.split(",") if v.strip())
+            return () if set(names) & {NO_GPU, "none", "all"} else names
+    return ()
 
 
 def task_address(task: Mapping[str, Any], network: str) -> str | None:

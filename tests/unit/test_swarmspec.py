@@ -265,6 +265,22 @@ def test_assigned_gpus_from_task():
 
 
 @pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ([], ()),
+        (["NVIDIA_VISIBLE_DEVICES=GPU-a,GPU-b"], ("GPU-a", "GPU-b")),
+        (["NVIDIA_VISIBLE_DEVICES=void"], ()),
+        (["NVIDIA_VISIBLE_DEVICES=all"], ()),
+    ],
+)
+def test_pinned_gpus_from_task_and_service(env, expected):
+    task = {"Spec": {"ContainerSpec": {"Env": env}}}
+    service = {"Spec": {"TaskTemplate": {"ContainerSpec": {"Env": env}}}}
+    assert swarmspec.pinned_gpus_from_task(task) == expected
+    assert swarmspec.pinned_gpus_from_task(service) == expected
+
+
+@pytest.mark.parametrize(
     ("network", "expected"),
     [("servers", "10.231.100.7"), ("net-id-1", "10.231.100.7"), ("ingress", None)],
 )
