@@ -7,16 +7,12 @@ import shutil
 import sys
 from pathlib import Path
 
-import docker
-from docker.errors import APIError, DockerException
 from traitlets.config.loader import PyFileConfigLoader
 
 from . import admincmd, imageref, registryauth
-from .pullprogress import PullFailed, PullProgress
-
-
-class CommandError(Exception):
-    pass
+from .engine import admin
+from .errors import CommandError
+from .gpupool import Owner
 
 
 def load_config(config_file: str):
@@ -45,94 +41,24 @@ def load_spawner(config_file: str):
         raise CommandError(f"{config_file}: {e}") from None
 
 
-def engine() -> docker.DockerClient:
-    try:
-        client = docker.from_env()
-        client.ping()
-    except DockerException as e:
-        raise CommandError(f"cannot reach the Docker engine ({e}); is dockerd running?") from None
-    return client
-
-
-def credentials(ref: imageref.ImageRef) -> registryauth.Credentials:
-    """The Docker config file's login for ref's registry, as the hub uses it."""
-    try:
-        return registryauth.lookup(registryauth.registry_of(ref))
-    except registryauth.CredentialError as e:
-        raise CommandError(str(e)) from None
-
-
-def registry_error(what: str, ref: imageref.ImageRef, creds, error: Exception) -> CommandError:
-    """A CommandError naming the registry and, when it refused the login, where it came from."""
-    why = registryauth.redact(registryauth.reason(error), creds)
-    if registryauth.refused(why):
-        why += f" (login: {creds.source})"
-    return CommandError(f"{what} {ref} failed at registry {creds.registry}: {why}")
-
-
-def pin(reference: str, client: docker.DockerClient) -> str:
-    """Resolve a tag to its manifest digest in the registry; keep the tag for readers."""
-    try:
-        ref = imageref.parse(reference)
-    except imageref.InvalidImageReference as e:
-        raise CommandError(str(e)) from None
-    lookup = imageref.ImageRef(ref.domain, ref.path, ref.tag or "latest")
-    creds = credentials(lookup)
-    try:
-        digest = client.images.get_registry_data(str(lookup), auth_config=creds.auth_config).id
-    except APIError as e:
-        why = registryauth.redact(registryauth.reason(e), creds)
-        raise CommandError(f"could not resolve {lookup} in its registry: {why}") from None
-    return str(imageref.ImageRef(ref.domain, ref.path, ref.tag or "latest", digest))
-
-
-def _bar(label: str, percent: int, out) -> None:
-    filled = percent * 30 // 100
-    out.write(f"\r{label}: [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}%")
-    out.flush()
-
-
-def pull(ref: imageref.ImageRef, client: docker.DockerClient, label: str, out=sys.stderr) -> str:
+def pull(ref: imageref.ImageRef, engine: admin.AdminEngine, label: str) -> str:
     """Pull one pinned image by digest, drawing a progress bar; return what happened."""
-    try:
-        client.images.get(str(ref))
-        return "present"
-    except docker.errors.ImageNotFound:
-        pass
-    progress = PullProgress()
-    repository, digest = ref.pull_args()
-    creds = credentials(ref)
-    try:
-        for event in client.api.pull(
-            repository, tag=digest, stream=True, decode=True, auth_config=creds.auth_config
-        ):
-            progress.update(event)
-            _bar(label, progress.percent, out)
-    except (APIError, PullFailed) as e:
-        out.write("\n")
-        raise registry_error("pulling", ref, creds, e) from None
-    _bar(label, 100, out)
-    out.write("\n")
-    image = client.images.get(str(ref))
-    if not any(ref.matches_repo_digest(d) for d in image.attrs.get("RepoDigests") or []):
-        raise CommandError(f"{ref}: the pulled image does not carry the pinned digest")
-    return "pulled"
+    return engine.pull(ref, admin.progress_bar(label))
 
 
 def cmd_images_pin(args) -> int:
-    print(pin(args.reference, engine()))
+    print(admin.connect().pin(args.reference))
     return 0
 
 
 def cmd_images_pull(args) -> int:
-    spawner = load_spawner(args.config)
-    refs, _ = spawner.check_config()
-    client = engine()
+    refs = load_spawner(args.config).settings.refs
+    engine = admin.connect()
     for alias, ref in refs.items():
         if not ref.pinned:
             print(f"{alias}: {ref} is not pinned; skipped", file=sys.stderr)
             continue
-        print(f"{alias}: {ref} {pull(ref, client, alias)}")
+        print(f"{alias}: {ref} {pull(ref, engine, alias)}")
     return 0
 
 
@@ -154,12 +80,10 @@ class Report:
 
 
 def doctor(config_file: str, report: Report) -> None:
-    spawner = None
     refs, profiles, gpus = {}, [], []
     try:
-        spawner = load_spawner(config_file)
-        refs, profiles = spawner.check_config()
-        gpus = spawner.configured_gpus()
+        settings = load_spawner(config_file).settings
+        refs, profiles, gpus = settings.refs, settings.profiles, settings.gpus
         report.ok(
             "config", f"{config_file}: {len(profiles)} profile(s), {len(gpus)} GPU(s) in the pool"
         )
@@ -167,12 +91,12 @@ def doctor(config_file: str, report: Report) -> None:
         report.fail("config", str(e))
 
     try:
-        client = engine()
-        info = client.info()
-        report.ok("engine", f"Docker {info.get('ServerVersion')} at {client.api.base_url}")
+        engine = admin.connect()
+        info = engine.info()
+        report.ok("engine", f"Docker {info.get('ServerVersion')} at {engine.address}")
     except CommandError as e:
         report.fail("engine", str(e))
-        client = info = None
+        engine = info = None
 
     needs_gpu = any(p.gpus for p in profiles)
     if info is not None:
@@ -191,27 +115,23 @@ def doctor(config_file: str, report: Report) -> None:
         else:
             report.ok("gpu runtime", "none, and no profile asks for a GPU")
 
-    if client is not None:
+    if engine is not None:
         for alias, ref in refs.items():
             if not ref.pinned:
                 report.warn(f"image {alias}", f"{ref} is not pinned by digest")
                 continue
-            try:
-                image = client.images.get(str(ref))
-            except docker.errors.ImageNotFound:
+            state = engine.image_state(ref)
+            if state == "absent":
                 report.fail(
                     f"image {alias}", f"{ref} is not on this host; run `tfspawner images pull`"
                 )
-                continue
-            if any(ref.matches_repo_digest(d) for d in image.attrs.get("RepoDigests") or []):
+            elif state == "pinned":
                 report.ok(f"image {alias}", f"{ref.name} matches its pin {ref.digest[:19]}")
             else:
                 report.fail(
                     f"image {alias}", f"{ref} is present but does not carry its pinned digest"
                 )
-
-    if client is not None:
-        check_registries(client, refs, report)
+        check_registries(engine, refs, report)
 
     proxy = shutil.which("configurable-http-proxy")
     if proxy:
@@ -223,7 +143,7 @@ def doctor(config_file: str, report: Report) -> None:
         )
 
 
-def check_registries(client: docker.DockerClient, refs: dict, report: Report) -> None:
+def check_registries(engine: admin.AdminEngine, refs: dict, report: Report) -> None:
     """Ask each registry for one pinned image with the login the hub would send."""
     by_registry: dict[str, imageref.ImageRef] = {}
     for ref in refs.values():
@@ -237,9 +157,9 @@ def check_registries(client: docker.DockerClient, refs: dict, report: Report) ->
             report.fail(what, str(e))
             continue
         try:
-            client.api.inspect_distribution(str(ref), auth_config=creds.auth_config)
-        except APIError as e:
-            why = registryauth.redact(registryauth.reason(e), creds)
+            engine.distribution(ref, creds)
+        except admin.RegistryFailed as e:
+            why = str(e)
             if registryauth.refused(why):
                 report.fail(what, f"refuses the login ({creds.source}): {why}")
             else:
@@ -263,8 +183,6 @@ def known_servers(config_file: str) -> set | None:
     from jupyterhub import orm
     from sqlalchemy.orm import Session
 
-    from .gpupool import Owner
-
     config = load_config(config_file)
     url = config.JupyterHub.get("db_url", "sqlite:///jupyterhub.sqlite")
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
@@ -279,29 +197,26 @@ def known_servers(config_file: str) -> set | None:
         return None
 
 
-def _owner(text: str):
-    from .gpupool import Owner
-
+def _owner(text: str) -> Owner:
     user, _, server = text.partition("/")
     return Owner(user, server)
 
 
 def cmd_gpus(args) -> int:
-    from . import containerspec, nvml
+    from . import nvml
 
     spawner = load_spawner(args.config)
-    client = engine()
-    filters = containerspec.label_filters(spawner.hub_name)
+    engine = admin.connect()
     known = known_servers(args.config)
-    records = containerspec.server_records(client.api.containers(filters=filters))
+    records = engine.servers(spawner.hub_name)
     if args.remove:
-        return remove_unknown(client, _owner(args.remove), records, known)
+        return remove_unknown(engine, _owner(args.remove), records, known)
     try:
         found = nvml.discover()
         print("NVML found: " + ", ".join(f"{g.describe()} {g.uuid}" for g in found))
     except nvml.GPUDiscoveryError as e:
         print(f"NVML: {e}")
-    gpus = spawner.configured_gpus()
+    gpus = spawner.settings.gpus
     print(f"pool ({spawner.hub_name}): " + (", ".join(g.describe() for g in gpus) or "empty"))
     holders = {}
     unknown = []
@@ -328,7 +243,7 @@ def cmd_gpus(args) -> int:
     return 0
 
 
-def remove_unknown(client, owner, records: list[dict], known: set | None) -> int:
+def remove_unknown(engine: admin.AdminEngine, owner, records: list[dict], known: set | None) -> int:
     """Stop and remove a running server the hub does not know; its volume stays."""
     if known is None:
         raise CommandError(
@@ -341,7 +256,7 @@ def remove_unknown(client, owner, records: list[dict], known: set | None) -> int
     if not mine:
         raise CommandError(f"no running container of {owner}")
     for record in mine:
-        client.api.remove_container(record["id"], force=True)
+        engine.remove(record["id"])
         print(
             f"removed container {record['container']} of {owner}; "
             f"GPUs {','.join(record['gpus']) or 'none'} are free again; its notebooks stay"

@@ -25,6 +25,8 @@ LABEL_GPUS = LABEL_PREFIX + "gpus"
 LABEL_PROFILE = LABEL_PREFIX + "profile"
 # Short-lived root containers that prepare a new volume.
 LABEL_INIT = LABEL_PREFIX + "init"
+# The uid a notebook volume was made for.
+LABEL_UID = LABEL_PREFIX + "uid"
 
 # "void" makes the NVIDIA runtime expose no GPU, even when the image says "all"
 # and the host's default runtime is nvidia.

@@ -23,3 +23,7 @@ def spawn_refused(message: str, *, reason: str, status_code: int = 400) -> web.H
     # The hub's pages show ``jupyterhub_message`` as it is, not the exception's repr.
     error.jupyterhub_message = message
     return error
+
+
+class CommandError(Exception):
+    """An admin command cannot go on; the message says why, in one line."""

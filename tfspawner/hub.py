@@ -1,9 +1,10 @@
 """Wiring into the running hub: start-up checks and the admin GPU endpoint.
 
-JupyterHub has no start-up hook for spawners, so importing TFSpawner wraps
-the hub's ``init_spawners``: the config is checked and the GPU pool is
-rebuilt from the engine before any saved server is loaded. A bad config
-raises there, and the hub stops with the message.
+JupyterHub has no start-up hook for spawners, so importing the ``tfspawner``
+package (the spawner entry point) wraps the hub's ``init_spawners``: the
+config is checked and the GPU pool is rebuilt from the engine before any
+saved server is loaded. A bad config raises there, and the hub stops with
+the message.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from . import adminview, naming
 from .containerspec import LABEL_PREFIX
 from .errors import ConfigError
 from .gpupool import Owner
+from .spawner import TFSpawner
 
 _probe = None
 # This hub process, as told to another hub that finds its lease on the engine.
@@ -151,14 +153,10 @@ async def claim_hub_name(app, probe) -> None:
     as that process was left by a dead hub (this hub's own previous life, most
     often), and is taken over.
     """
-    from docker.errors import NotFound
-
     name = f"{probe.prefix}-lease-{naming.join(probe.hub_name)}"
     url = app.hub.url
-    try:
-        lease = await probe.docker("inspect_volume", name)
-    except NotFound:
-        lease = None
+    engine = probe.engine
+    lease = await engine.volume(name)
     if lease is not None:
         labels = lease.get("Labels") or {}
         holder, holder_url = labels.get(LABEL_LEASE_INSTANCE, ""), labels.get(LABEL_LEASE_URL, "")
@@ -172,14 +170,14 @@ async def claim_hub_name(app, probe) -> None:
             app.log.info(
                 "TFSpawner: taking over the name %r from a hub that is gone", probe.hub_name
             )
-            await probe.docker("remove_volume", name, force=True)
+            await engine.remove_volume(name, force=True)
     labels = {
         LABEL_LEASE: probe.hub_name,
         LABEL_LEASE_INSTANCE: INSTANCE,
         LABEL_LEASE_URL: url,
     }
-    await probe.docker("create_volume", name=name, labels=labels)
-    lease = await probe.docker("inspect_volume", name)
+    await engine.create_volume(name, labels)
+    lease = await engine.volume(name) or {}
     if (lease.get("Labels") or {}).get(LABEL_LEASE_INSTANCE) != INSTANCE:
         raise ConfigError(
             f"TFSpawner.hub_name: another hub named {probe.hub_name!r} started on this Docker "
@@ -193,8 +191,8 @@ async def startup(app, spawner_class) -> None:
 
     probe = spawner_class(config=app.config, hub=app.hub, log=app.log, user=NoUser())
     try:
-        refs, profiles = probe.check_config()
-        gpus = probe.configured_gpus()
+        settings = probe.settings
+        refs, profiles, gpus = settings.refs, settings.profiles, settings.gpus
     except ConfigError as e:
         app.log.critical("TFSpawner configuration error: %s", e)
         raise
@@ -220,7 +218,7 @@ async def startup(app, spawner_class) -> None:
         raise
     _probe = probe
     try:
-        await probe.hub_context()
+        await probe.hub_state()
     except Exception as e:
         # Spawns will retry; the pool is rebuilt before any GPU is handed out.
         app.log.error("TFSpawner: could not read containers from the engine yet: %s", e)
@@ -239,14 +237,12 @@ async def sweep(app) -> None:
     if _probe is None:
         return
     try:
-        await _probe.sweep(running_servers(app.db))
+        await (await _probe.hub_state()).sweep(running_servers(app.db))
     except Exception as e:
         app.log.error("TFSpawner: could not check the engine's containers: %s", e)
 
 
 def _is_tfspawner(spawner_class) -> bool:
-    from .spawner import TFSpawner
-
     return isinstance(spawner_class, type) and issubclass(spawner_class, TFSpawner)
 
 

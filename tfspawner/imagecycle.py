@@ -11,11 +11,9 @@ import datetime
 import os
 import sys
 
-import docker
-from docker.errors import APIError, NotFound
-
 from . import catalogue, cli, containerspec, imageref, registryauth
-from .cli import CommandError
+from .engine import admin
+from .errors import CommandError
 
 
 def catalogue_path(args) -> str:
@@ -82,74 +80,42 @@ def cmd_recipe(args) -> int:
 # --- rebuild -------------------------------------------------------------------------
 
 
-def newest_digest(client: docker.DockerClient, ref: imageref.ImageRef) -> str:
+def newest_digest(engine: admin.AdminEngine, ref: imageref.ImageRef) -> str:
     """The digest the registry gives ref's tag now."""
-    creds = cli.credentials(ref)
+    creds = admin.credentials(ref)
     try:
-        info = client.api.inspect_distribution(str(ref), auth_config=creds.auth_config)
-    except APIError as e:
-        raise cli.registry_error("resolving", ref, creds, e) from None
+        info = engine.distribution(ref, creds)
+    except admin.RegistryFailed as e:
+        why = str(e) + (f" (login: {creds.source})" if registryauth.refused(str(e)) else "")
+        raise CommandError(f"resolving {ref} failed at registry {creds.registry}: {why}") from None
     return info["Descriptor"]["digest"]
 
 
-def build(client: docker.DockerClient, recipe: dict, base: str, target: str) -> str:
+def build(engine: admin.AdminEngine, recipe: dict, base: str, target: str) -> str:
     """Build the recipe on ``base`` as ``target``; return the image id."""
-    args = {**recipe.get("build_args", {}), "BASE_IMAGE": base}
-    image_id = None
-    try:
-        for event in client.api.build(
-            path=recipe["context"],
-            dockerfile=recipe.get("dockerfile") or "Dockerfile",
-            buildargs=args,
-            tag=target,
-            labels={containerspec.LABEL_PREFIX + "base": base},
-            rm=True,
-            forcerm=True,
-            decode=True,
-        ):
-            if "error" in event:
-                raise CommandError(f"building {target} failed: {event['error'].strip()}")
-            if "aux" in event and "ID" in event["aux"]:
-                image_id = event["aux"]["ID"]
-    except (APIError, docker.errors.DockerException) as e:
-        raise CommandError(f"building {target} failed: {e}") from None
-    if image_id is None:
-        image_id = client.images.get(target).id
-    return image_id
+    return engine.build(
+        recipe["context"],
+        recipe.get("dockerfile") or "Dockerfile",
+        {**recipe.get("build_args", {}), "BASE_IMAGE": base},
+        target,
+        {containerspec.LABEL_PREFIX + "base": base},
+    )
 
 
-def push(client: docker.DockerClient, ref: imageref.ImageRef) -> str:
-    """Push ref (a tag) with the registry's login; return the manifest digest."""
-    creds = cli.credentials(ref)
-    digest = None
-    try:
-        for event in client.api.push(
-            ref.name, tag=ref.tag, stream=True, decode=True, auth_config=creds.auth_config
-        ):
-            if "error" in event:
-                raise APIError(event["error"])
-            digest = (event.get("aux") or {}).get("Digest") or digest
-    except APIError as e:
-        raise cli.registry_error("pushing", ref, creds, e) from None
-    if digest is None:
-        raise CommandError(f"pushing {ref}: the engine reported no digest")
-    return digest
-
-
-def rebuild_one(client, alias: str, recipe: dict, tag: str) -> tuple[str, str]:
+def rebuild_one(engine: admin.AdminEngine, alias: str, recipe: dict, tag: str) -> tuple[str, str]:
     """(new pin, pinned base) for one alias."""
     base_tag = imageref.parse(recipe["base"])
     base_tag = imageref.ImageRef(base_tag.domain, base_tag.path, base_tag.tag or "latest")
-    base = base_tag.with_digest(newest_digest(client, base_tag))
+    base = base_tag.with_digest(newest_digest(engine, base_tag))
     print(f"{alias}: base {base}", file=sys.stderr)
-    cli.pull(base, client, f"{alias} base")
+    cli.pull(base, engine, f"{alias} base")
     repository = imageref.parse(recipe["repository"])
     target = imageref.ImageRef(repository.domain, repository.path, tag)
     print(f"{alias}: building {target}", file=sys.stderr)
-    build(client, recipe, str(base), str(target))
-    pinned = target.with_digest(push(client, target))
+    build(engine, recipe, str(base), str(target))
+    pinned = target.with_digest(engine.push(target))
     # Checked before the catalogue names it: the hub reads the pin at the next spawn.
-    why = verify_one(client, pinned, start=True)
+    why = verify_one(engine, pinned, start=True)
     if why is not None:
         raise CommandError(
             f"{alias}: {pinned} fails verification ({why}); the catalogue is unchanged"
@@ -167,11 +133,11 @@ def cmd_rebuild(args) -> int:
             raise CommandError(f"{alias}: no recipe in {path} (`tfspawner images recipe`)")
     if not aliases:
         raise CommandError(f"{path} has no recipes (`tfspawner images recipe`)")
-    client = cli.engine()
+    engine = admin.connect()
     now = datetime.datetime.now(datetime.timezone.utc)
     tag = args.tag or now.strftime("%Y%m%d-%H%M%S")
     for alias in aliases:
-        pinned, base = rebuild_one(client, alias, recipes[alias], tag)
+        pinned, base = rebuild_one(engine, alias, recipes[alias], tag)
         # Saved per alias: a later failure keeps what was already pushed.
         data = catalogue.add_pin(load(path), alias, pinned, base, now.isoformat(timespec="seconds"))
         save(path, data)
@@ -207,10 +173,8 @@ def cmd_rollback(args) -> int:
 
 def cmd_status(args) -> int:
     spawner = cli.load_spawner(args.config)
-    refs, profiles = spawner.check_config()
-    client = cli.engine()
-    listed = client.api.containers(filters=containerspec.label_filters(spawner.hub_name))
-    servers = containerspec.server_records(listed)
+    refs, profiles = spawner.settings.refs, spawner.settings.profiles
+    servers = admin.connect().servers(spawner.hub_name)
     pins = {alias: str(ref) for alias, ref in refs.items()}
     stale = catalogue.stale_servers(servers, {p.slug: p.image for p in profiles}, pins)
     for alias, ref in sorted(refs.items()):
@@ -249,17 +213,17 @@ def pins_to_verify(args) -> list[tuple[str, imageref.ImageRef, bool]]:
     return result
 
 
-def verify_one(client, ref: imageref.ImageRef, start: bool) -> str | None:
+def verify_one(engine: admin.AdminEngine, ref: imageref.ImageRef, start: bool) -> str | None:
     """Why ref fails verification; None when it passes."""
     if not ref.pinned:
         return f"{ref} is not pinned by digest"
-    creds = cli.credentials(ref)
+    creds = admin.credentials(ref)
     try:
-        info = client.api.inspect_distribution(str(ref), auth_config=creds.auth_config)
-    except NotFound:
+        info = engine.distribution(ref, creds)
+    except admin.NotInRegistry:
         return f"{ref.digest} is not in {creds.registry}"
-    except APIError as e:
-        why = registryauth.redact(registryauth.reason(e), creds)
+    except admin.RegistryFailed as e:
+        why = str(e)
         if registryauth.refused(why):
             why = f"{creds.registry} refuses the login ({creds.source}): {why}"
         return why
@@ -268,19 +232,13 @@ def verify_one(client, ref: imageref.ImageRef, start: bool) -> str | None:
     if not start:
         return None
     try:
-        cli.pull(ref, client, str(ref.name))
+        cli.pull(ref, engine, str(ref.name))
+        user = engine.image_user(ref)
+        if runs_as_root(user):
+            return f"starts as root (USER {user or 'unset'})"
+        uid = engine.uid_at_start(ref)
     except CommandError as e:
         return str(e)
-    user = client.images.get(str(ref)).attrs["Config"].get("User") or ""
-    if runs_as_root(user):
-        return f"starts as root (USER {user or 'unset'})"
-    try:
-        out = client.containers.run(
-            str(ref), entrypoint=["id", "-u"], network_mode="none", remove=True
-        )
-    except docker.errors.DockerException as e:
-        return f"does not start: {e}"
-    uid = out.decode().strip()
     if uid in ("", "0"):
         return f"starts as uid {uid or '?'}"
     return None
@@ -288,11 +246,11 @@ def verify_one(client, ref: imageref.ImageRef, start: bool) -> str | None:
 
 def cmd_verify(args) -> int:
     pins = pins_to_verify(args)
-    client = cli.engine()
+    engine = admin.connect()
     report = cli.Report()
     for alias, ref, current in pins:
         what = f"{alias} {'(current)' if current else '(earlier)'}"
-        why = verify_one(client, ref, start=current or not args.current_only)
+        why = verify_one(engine, ref, start=current or not args.current_only)
         if why is None:
             report.ok(what, f"{ref} is in its registry and starts as non-root")
         else:

@@ -6,8 +6,10 @@ import io
 import posixpath
 import shlex
 import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from . import archive, naming
+from . import archive, containerspec, naming
 
 VOLUME_PREFIX = "tfspawner"
 
@@ -88,3 +90,92 @@ def bind_init_script(root_mount: str, name: str, uid: int, gid: int) -> str:
         f"{OWNED_BY_ANOTHER_UID}; else mkdir {path} && chown {uid}:{gid} {path} && "
         f"chmod 0700 {path}; fi"
     )
+
+
+class OwnedByAnotherUid(RuntimeError):
+    """The storage exists and belongs to another uid; it was not touched."""
+
+    def __init__(self, where: str, owner: str):
+        super().__init__(f"{where} belongs to uid {owner}")
+        self.where, self.owner = where, owner
+
+
+class PreparationFailed(RuntimeError):
+    """The root helper that prepares a host directory failed; the message is its log."""
+
+
+# Mounted where the helper container sees volume_host_root.
+_HELPER_MOUNT = "/mnt/tfspawner-root"
+
+
+@dataclass(frozen=True)
+class NamedVolume:
+    """An engine volume per user (the default): made on first use and labelled with its uid."""
+
+    name: str
+    # nocopy: the image's files are handed over when the volume is made;
+    # copying again into an empty volume would reset its owner to root.
+    mode = "rw,nocopy"
+    # Deleted with the user when the admin asks for it.
+    deletable = True
+
+    @property
+    def source(self) -> str:
+        return self.name
+
+    async def prepare(
+        self, engine, *, uid: int, gid: int, image: str, labels: Mapping, helper_labels: Mapping
+    ) -> bool:
+        """Make the volume unless it exists; True when this call made it (it is empty)."""
+        volume = await engine.volume(self.name)
+        if volume is not None:
+            owner = (volume.get("Labels") or {}).get(containerspec.LABEL_UID)
+            if owner is not None and owner != str(uid):
+                raise OwnedByAnotherUid(self.name, owner)
+            return False
+        await engine.create_volume(self.name, {**labels, containerspec.LABEL_UID: str(uid)})
+        return True
+
+    async def delete(self, engine) -> bool:
+        return await engine.remove_volume(self.name)
+
+
+@dataclass(frozen=True)
+class HostDirectory:
+    """A directory under ``volume_host_root``, made by a root helper that can only chown."""
+
+    root: str
+    name: str
+    mode = "rw"
+    # Host directories are the admin's to delete: never removed by the hub.
+    deletable = False
+
+    @property
+    def source(self) -> str:
+        return host_path(self.root, self.name)
+
+    async def prepare(
+        self, engine, *, uid: int, gid: int, image: str, labels: Mapping, helper_labels: Mapping
+    ) -> bool:
+        status, logs = await engine.run_helper(
+            image,
+            bind_init_script(_HELPER_MOUNT, self.name, uid, gid),
+            binds={self.root: {"bind": _HELPER_MOUNT, "mode": "rw"}},
+            labels=helper_labels,
+            cap_add=["CHOWN", "DAC_OVERRIDE", "FOWNER"],
+        )
+        if status == OWNED_BY_ANOTHER_UID:
+            raise OwnedByAnotherUid(self.source, "another uid")
+        if status != 0:
+            raise PreparationFailed(logs)
+        return False
+
+    async def delete(self, engine) -> bool:
+        return False
+
+
+def storage_of(
+    hub: str, user: str, server: str, *, per_server: bool, host_root: str | None
+) -> NamedVolume | HostDirectory:
+    name = volume_name(hub, user, server, per_server=per_server)
+    return HostDirectory(host_root, name) if host_root else NamedVolume(name)

@@ -1,19 +1,25 @@
-"""Engine-call plumbing of the spawner: the thread pool and the shared image file read."""
+"""Engine-call plumbing: the shared thread pool and the shared image file read."""
 
 import asyncio
 
 import pytest
 
-from tfspawner import spawner as spawner_module
+from tfspawner.engine import dockerengine
+from tfspawner.engine.dockerengine import DockerEngine
 from tfspawner.spawner import TFSpawner
 
 
 @pytest.fixture
 def fresh_executors(monkeypatch):
-    monkeypatch.setattr(spawner_module, "_executors", {})
+    monkeypatch.setattr(dockerengine, "_executors", {})
     yield
-    for executor in spawner_module._executors.values():
+    for executor in dockerengine._executors.values():
         executor.shutdown(wait=False)
+
+
+@pytest.fixture
+def engine():
+    return DockerEngine(client=None, threads=1)
 
 
 @pytest.mark.parametrize(
@@ -37,7 +43,7 @@ def test_admin_client_kwargs_win():
     assert TFSpawner(client_kwargs={"timeout": 30}).client_kwargs == {"timeout": 30}
 
 
-def test_concurrent_reads_of_one_image_share_one_call():
+def test_concurrent_reads_of_one_image_share_one_call(engine):
     calls = []
 
     async def read():
@@ -46,21 +52,17 @@ def test_concurrent_reads_of_one_image_share_one_call():
         return "files"
 
     async def run():
-        spawner_module._image_reads.pop(("test", "img"), None)
-        return await asyncio.gather(
-            *(spawner_module._read_once(("test", "img"), read) for _ in range(5))
-        )
+        return await asyncio.gather(*(engine._read_once(("test", "img"), read) for _ in range(5)))
 
     assert asyncio.run(run()) == ["files"] * 5
     assert calls == [1]
-    spawner_module._image_reads.pop(("test", "img"), None)
 
 
 @pytest.mark.parametrize("outcome", ["result", "error", "cancel"])
-def test_only_a_successful_image_file_read_is_kept(monkeypatch, outcome):
+def test_only_a_successful_image_file_read_is_kept(engine, outcome):
     async def run():
         read = asyncio.get_running_loop().create_future()
-        monkeypatch.setitem(spawner_module._image_reads, ("accounts", "img"), read)
+        engine._reads[("accounts", "img")] = read
         if outcome == "result":
             read.set_result({"passwd": "", "group": ""})
         elif outcome == "error":
@@ -68,7 +70,7 @@ def test_only_a_successful_image_file_read_is_kept(monkeypatch, outcome):
             read.exception()  # retrieved, so asyncio does not warn
         else:
             read.cancel()
-        spawner_module._forget_failed_read(("accounts", "img"), read)
-        return ("accounts", "img") in spawner_module._image_reads
+        engine._forget_failed_read(("accounts", "img"), read)
+        return ("accounts", "img") in engine._reads
 
     assert asyncio.run(run()) is (outcome == "result")
