@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 import uuid
@@ -135,9 +134,3 @@ def remove_test_objects(swarm: Swarm) -> None:
                 volume.remove(force=True)
         finally:
             node_client.close()
-
-
-def swarm_env_missing() -> str | None:
-    if os.environ.get("TFSPAWNER_TEST_SWARM_HOST") or SWARM_ENV.exists():
-        return None
-    return "no .testbed/swarm.env; run `scripts/testbed swarm up`"
