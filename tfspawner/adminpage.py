@@ -238,7 +238,7 @@ class _AdminBase(BaseHandler):
 
     def require(self, scopes) -> None:
         if not self.may(scopes):
-            raise web.HTTPError(403, "Only admins may open this page.")
+            raise web.HTTPError(403, "Only admins may open this page.", reason="Forbidden")
 
     def page_url(self, **query) -> str:
         url = self.hub.base_url + "tfspawner"
@@ -247,7 +247,7 @@ class _AdminBase(BaseHandler):
     def _owner(self) -> Owner:
         user = self.get_argument("user", "")
         if not user:
-            raise web.HTTPError(400, "Which server? The user is missing.")
+            raise web.HTTPError(400, "Which server? The user is missing.", reason="Bad Request")
         return Owner(user, self.get_argument("server", ""))
 
     def _active(self, owner: Owner) -> bool:
@@ -277,6 +277,7 @@ class AdminPageHandler(_AdminBase):
             view=view,
             page=present(view),
             message=message,
+            may_remove=self.may(REMOVE_SCOPES),
             tfspawner_page=True,
         )
         self.finish(html)
@@ -312,7 +313,7 @@ class RemoveHandler(_AdminBase):
         try:
             await adminview.remove_unknown(self.db, owner, self._active(owner))
         except adminview.RemoveRefused as e:
-            raise web.HTTPError(409, str(e)) from None
+            raise web.HTTPError(409, str(e), reason="Conflict") from None
         self.redirect(self.page_url(removed=str(owner)), status=303)
 
 

@@ -30,7 +30,7 @@ def _hub():
 def _probe():
     probe = _hub()._probe
     if probe is None:
-        raise web.HTTPError(503, "The GPU pool is not ready yet.")
+        raise web.HTTPError(503, "The GPU pool is not ready yet.", reason="Service Unavailable")
     return probe
 
 

@@ -27,6 +27,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 KEEP = "c.JupyterHub.cleanup_servers = False\n"
+# Stand-in GPU ids that other tests on the shared engine do not use: every
+# container on the engine that holds a pool id counts as holding it.
+POOL = ("5", "6", "7")
 VIEWPORT = {"width": 1280, "height": 1000}
 # A user name that is markup: the page and its refresh must show it as text.
 MARKUP_USER = "<img src=x onerror=alert(1)>"
@@ -52,6 +55,11 @@ async def login(browser, hub, name, **context_args):
     await page.click("#login_submit")
     await page.wait_for_url("**/hub/**")
     return page
+
+
+def holder_of(view: dict, user: str) -> str:
+    (gpu,) = [g["id"] for g in view["gpus"] if (g["held_by"] or {}).get("user") == user]
+    return gpu
 
 
 def running(hub, docker_client, user: str) -> list:
@@ -83,22 +91,20 @@ def stray_server(hub, image: str, docker_client, user: str, gpu: str):
 async def test_admin_sees_the_pool_and_removes_a_server_the_hub_lost(
     hub_factory, test_image, docker_client, browser
 ):
-    hub = hub_factory(gpu_config(test_image, pool=("0", "1", "2"), extra=KEEP))
+    hub = hub_factory(gpu_config(test_image, pool=POOL, extra=KEEP))
     await hub.create_user("lost")
     await hub.spawn("lost", options={"profile": "gpu"})
-    lost_gpu = (await pool_view(hub))["gpus"]
-    lost_gpu = next(g["id"] for g in lost_gpu if g["held_by"])
+    lost_gpu = holder_of(await pool_view(hub), "lost")
     # The database is lost; the server keeps running and keeps its GPU.
     hub.stop(signal.SIGKILL)
     (hub.dir / "jupyterhub.sqlite").unlink()
     hub.start()
     await hub.create_user("holder")
     await hub.spawn("holder", options={"profile": "gpu"})
-    held = next(
-        g["id"] for g in (await pool_view(hub))["gpus"] if (g["held_by"] or {}).get("known_to_hub")
-    )
-    free = next(g["id"] for g in (await pool_view(hub))["gpus"] if not g["held_by"])
-    assert held != lost_gpu, await pool_view(hub)
+    view = await pool_view(hub)
+    held = holder_of(view, "holder")
+    assert holder_of(view, "lost") == lost_gpu, view
+    (free,) = {g["id"] for g in view["gpus"]} - {held, lost_gpu}
 
     page = await login(browser, hub, "admin")
     await page.goto(f"{hub.url}/hub/home")
@@ -187,7 +193,7 @@ async def test_admin_sees_the_pool_and_removes_a_server_the_hub_lost(
 
 
 async def test_a_student_gets_403_and_no_link(hub_factory, test_image, browser):
-    hub = hub_factory(gpu_config(test_image, pool=("0",)))
+    hub = hub_factory(gpu_config(test_image, pool=POOL[:1]))
     await hub.create_user("student")
     page = await login(browser, hub, "student")
     await page.goto(f"{hub.url}/hub/home")
@@ -223,7 +229,7 @@ def _has_boot_queue() -> bool:
 async def test_admin_sees_users_waiting_in_the_boot_queue(
     hub_factory, test_image, docker_client, browser
 ):
-    hub = hub_factory(gpu_config(test_image, extra="c.TFSpawner.boot_slots = 1\n"))
+    hub = hub_factory(gpu_config(test_image, pool=POOL, extra="c.TFSpawner.boot_slots = 1\n"))
     users = [f"storm{i}" for i in range(4)]
     for user in users:
         await hub.create_user(user)

@@ -124,6 +124,7 @@ def render(env, data, scopes=ADMIN) -> str:
         view=data,
         page=adminpage.present(data),
         message="",
+        may_remove="admin:servers" in scopes,
         tfspawner_page=True,
         **namespace(scopes),
     )
@@ -144,6 +145,8 @@ def test_page_has_the_hubs_navigation_and_escapes_names():
     assert 'href="/hub/tfspawner/remove?user=lost&amp;server=%3Ci%3Ex%3C%2Fi%3E"' in page
     assert "No boot queue on this hub" in page
     assert 'id="tfspawner-queue"\n             hidden' in page
+    # Without admin:servers, no remove button.
+    assert "tfspawner/remove?" not in render(hub_env(), view(), ["admin-ui", "read:servers"])
 
 
 def test_nav_link_only_for_those_who_may_open_the_page():

@@ -10,6 +10,7 @@
   var EVERY_MS = 5000;
   var api = root.dataset.api;
   var removeUrl = root.dataset.remove;
+  var mayRemove = root.dataset.mayRemove === "yes";
 
   function el(tag, text, attrs) {
     var node = document.createElement(tag);
@@ -168,7 +169,9 @@
         href: removeUrl + "?" + new URLSearchParams({ user: s.user, server: s.server }),
       });
       var action = el("td");
-      action.appendChild(link);
+      if (mayRemove) {
+        action.appendChild(link);
+      }
       return row([
         s.user,
         server(s.server),
