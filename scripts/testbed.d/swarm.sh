@@ -314,7 +314,7 @@ sw_kill_leftovers() {
   local node=$1 dir pid
   for dir in /proc/[0-9]*; do
     pid=${dir#/proc/}
-    tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | grep -q -- "$SW_EXEC/$node/containerd/containerd" || continue
+    tr '\0' ' ' 2>/dev/null <"$dir/cmdline" | grep -q -- "$SW_EXEC/$node/containerd/containerd" || continue
     kill "$pid" 2>/dev/null || true
   done
 }
