@@ -21,7 +21,7 @@ class RemoveRefused(Exception):
 
 
 def _hub():
-    # hub imports the spawner, which imports this package: import late.
+    # hub imports this module for its API handler: import it late.
     from . import hub
 
     return hub

@@ -1,6 +1,7 @@
 """The admins' page /hub/tfspawner in a real hub and a real headless Chromium."""
 
 import asyncio
+import datetime
 import shutil
 import signal
 import time
@@ -219,6 +220,58 @@ async def test_a_student_gets_403_and_no_link(hub_factory, test_image, browser):
         await session.aclose()
 
 
+async def test_refresh_fills_the_queue_and_node_columns_from_the_api(
+    hub_factory, test_image, browser
+):
+    # The API's answer, with a boot queue and Swarm nodes added on the way to the
+    # browser: what the refresh script makes of data this hub does not have yet.
+    hub = hub_factory(gpu_config(test_image, pool=POOL[:2]))
+    page = await login(browser, hub, "admin")
+
+    async def with_queue(route):
+        response = await route.fetch()
+        view = await response.json()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for gpu, node in zip(view["gpus"], ("node-a", "node-b"), strict=True):
+            gpu["node"] = node
+        view["boot_queue"] = {
+            "slots": 1,
+            "length": 2,
+            "median_boot_s": 12.4,
+            "booting": [{"label": "ann", "since": now.isoformat(), "elapsed_s": 3}],
+            "waiting": [
+                {
+                    "label": MARKUP_USER,
+                    "place": 1,
+                    "since": now.isoformat(),
+                    "waited_s": 2,
+                    "estimate_s": 21,
+                },
+                {"label": "cy", "place": 2, "since": now.isoformat(), "waited_s": 1},
+            ],
+        }
+        await route.fulfill(response=response, json=view)
+
+    await page.route("**/hub/api/tfspawner/gpus", with_queue)
+    await page.goto(f"{hub.url}/hub/tfspawner")
+    summary = page.locator("#tfspawner-queue-summary")
+    await expect(summary).to_have_text(
+        "No boot queue on this hub: servers boot as soon as they are asked for."
+    )
+    await expect(summary).to_have_text(
+        "2 waiting; 1 of 1 boot slots in use; median boot time 12 s.", timeout=20_000
+    )
+    rows = page.locator("#tfspawner-queue tbody tr")
+    await expect(rows).to_have_count(3)
+    await expect(rows.nth(0)).to_contain_text("booting")
+    await expect(rows.nth(1).locator("td").nth(1)).to_have_text(MARKUP_USER)
+    await expect(rows.nth(1).locator("td").nth(4)).to_have_text("21 s")
+    assert await page.locator("#tfspawner-queue img").count() == 0
+    await expect(page.locator("#tfspawner-gpus thead th").first).to_have_text("Node")
+    await expect(page.locator(f"#gpu-{POOL[1]} td").first).to_have_text("node-b")
+    await page.screenshot(path=SCREENSHOTS / "admin-09-queue-and-nodes-refresh.png", full_page=True)
+
+
 def _has_boot_queue() -> bool:
     from tfspawner import TFSpawner
 
@@ -242,7 +295,10 @@ async def test_admin_sees_users_waiting_in_the_boot_queue(
     table = page.locator("#tfspawner-queue")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if await table.is_visible() and await table.get_by_role("cell", name="1").count():
+        if (
+            await table.is_visible()
+            and await table.get_by_role("cell", name="1", exact=True).count()
+        ):
             break
         await asyncio.sleep(0.5)
     await expect(table).to_be_visible()
