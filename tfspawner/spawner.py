@@ -8,25 +8,25 @@ a ``spawnplan`` from it and does the I/O through the engine seam
 from __future__ import annotations
 
 import asyncio
-import hmac
 import inspect
-import pwd
 
 from dockerspawner import DockerSpawner
 from sqlalchemy.orm import object_session
 from traitlets import List, Unicode, default, validate
 
 from . import (
+    accounts,
+    adoption,
     allowlist,
-    archive,
     containerspec,
     form,
     gpupool,
     hubstate,
     identity,
     imageref,
-    limits,
+    messages,
     naming,
+    options,
     profiles,
     settings,
     spawnplan,
@@ -34,17 +34,9 @@ from . import (
 )
 from .config import TFSpawnerConfig
 from .engine import DockerEngine, ImageAbsent, PullRefused, carries_pin, shared_executor
-from .errors import ConfigError, spawn_refused
+from .errors import ConfigError
 from .gpupool import Owner
-from .uidregistry import UidRegistry, UidTaken
-
-
-def _misconfigured(error) -> Exception:
-    return spawn_refused(
-        f"The hub is misconfigured ({error}). Please tell the hub's administrator.",
-        reason="config",
-        status_code=500,
-    )
+from .uidregistry import UidTaken
 
 
 class TFSpawner(TFSpawnerConfig, DockerSpawner):
@@ -173,46 +165,14 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
 
     async def resolve_ids(self) -> tuple[int, int]:
         """This user's ``(uid, gid)``; refuse the spawn with a clear message if unsafe."""
-        ids = self.settings.identity
+        volume_uids = await (await self.hub_state()).volume_uids()
         try:
-            if ids.strategy == "callable":
-                value = ids.callable(self)
-                if inspect.isawaitable(value):
-                    value = await value
-                uid, gid = identity.parse_ids(value, ids.gid, "TFSpawner.uid_callable")
-            else:
-                uid, gid = identity.resolve(
-                    ids.strategy,
-                    username=self.user.name,
-                    hub_user_id=self.user.id,
-                    base=ids.base,
-                    default_gid=ids.gid,
-                    static_map=ids.uid_map,
-                    passwd_lookup=_passwd_ids,
-                    passwd_min_uid=ids.passwd_min_uid,
-                )
-            identity.container_user(uid, gid)
+            return await accounts.resolve(self.settings.identity, self, volume_uids)
         except identity.UnsafeIdentity as e:
-            raise spawn_refused(
-                f"Your server cannot start: {e}. Please tell the hub's administrator.",
-                reason="identity",
-            ) from None
-        try:
-            uid = UidRegistry(ids.registry_file).claim(
-                self.user.name,
-                uid,
-                movable=ids.strategy == "stable",
-                seen=await (await self.hub_state()).volume_uids(),
-            )
+            raise messages.unsafe_identity(e) from None
         except UidTaken as e:
             self.log.error("Not starting %s: %s (TFSpawner.uid_registry_file)", self.owner, e)
-            raise spawn_refused(
-                "Your server cannot start: the user id it would run as belonged to another "
-                "account. Please tell the hub's administrator.",
-                reason="identity",
-                status_code=500,
-            ) from None
-        return uid, gid
+            raise messages.uid_taken() from None
 
     @property
     def passwd_name(self) -> str:
@@ -253,20 +213,10 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
                 e.owner,
                 plan.uid,
             )
-            raise spawn_refused(
-                "Your server cannot start: your notebook storage belongs to another user id. "
-                "Please tell the hub's administrator; your files have not been touched.",
-                reason="volume",
-                status_code=500,
-            ) from None
+            raise messages.storage_of_another_uid() from None
         except volumes.PreparationFailed as e:
             self.log.error("Volume set-up for %s failed: %s", self.owner, e)
-            raise spawn_refused(
-                "Your notebook storage could not be prepared, so your server was not "
-                "started. Please tell the hub's administrator.",
-                reason="volume",
-                status_code=500,
-            ) from None
+            raise messages.storage_not_prepared() from None
         if created:
             self._report("Created your notebook volume", 15)
             (await (await self.hub_state()).volume_uids()).setdefault(self.user.name, plan.uid)
@@ -296,16 +246,13 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
         return bool(getattr(self.user, "admin", False))
 
     def choose_profile(self, last: str | None = None) -> profiles.Profile:
-        try:
-            return profiles.validate_user_options(
-                self.user_options or {},
-                list(self.settings.profiles),
-                groups=self._user_groups(),
-                is_admin=self._is_admin(),
-                last=self.profile_slug if last is None else last,
-            )
-        except profiles.OptionsError as e:
-            raise spawn_refused(str(e), reason="options", status_code=400) from None
+        return options.choose(
+            self.user_options,
+            self.settings.profiles,
+            groups=self._user_groups(),
+            is_admin=self._is_admin(),
+            last=self.profile_slug if last is None else last,
+        )
 
     async def get_options_form(self):
         """The profile form with live GPU availability; none if there is nothing to choose."""
@@ -326,52 +273,25 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
             default_mem=self.mem_limit,
             default_cpu=self.cpu_limit,
         )
-        linked = self._linked_profile()
-        last = (
-            (linked if linked in {p.slug for p in allowed} else "")
-            or (self.user_options or {}).get("profile")
-            or self.profile_slug
-            or profiles.default_profile(list(available)).slug
+        selected = options.preselected(
+            allowed,
+            available,
+            linked=options.linked_profile(self.handler),
+            asked=(self.user_options or {}).get("profile"),
+            last=self.profile_slug,
         )
         return form.render(
             choices,
-            selected=last,
+            selected=selected,
             notice=self.stop_reason,
             template_path=self.settings.form_template,
         )
 
     def options_from_form(self, formdata):
-        try:
-            return profiles.options_from_form(formdata)
-        except profiles.OptionsError as e:
-            raise spawn_refused(str(e), reason="options", status_code=400) from None
+        return options.from_form(formdata)
 
     def options_from_query(self, query_data):
-        """Start from a link only when it carries this session's XSRF token.
-
-        JupyterHub starts a server from ``GET /hub/spawn?profile=...`` with no
-        forgery check, so any web page could start GPU servers for whoever
-        follows its link. Without the token the form is shown instead, with
-        the linked profile preselected.
-        """
-        handler = self.handler
-        token = handler.get_query_argument("_xsrf", None) if handler is not None else None
-        if not token or not hmac.compare_digest(token.encode(), handler.xsrf_token):
-            raise spawn_refused(
-                "Check the server options below and press Start.",
-                reason="options",
-                status_code=200,
-            )
-        return self.options_from_form(query_data)
-
-    def _linked_profile(self) -> str:
-        """The profile a spawn link asked for, to preselect it in the form."""
-        handler = self.handler
-        if handler is None or handler.request.method != "GET":
-            return ""
-        return handler.get_query_argument("profile", "") or handler.get_query_argument(
-            "opt-profile", ""
-        )
+        return options.from_link(self.handler, query_data)
 
     # --- progress ------------------------------------------------------------------
 
@@ -410,33 +330,11 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
                 on_progress=lambda p: self._report(f"Pulling image: {p}%", 20 + p * 60 // 100),
             )
         except ImageAbsent:
-            raise spawn_refused(
-                f"The image {ref} is not on this host. Please tell the hub's administrator.",
-                reason="image",
-                status_code=503,
-            ) from None
+            raise messages.image_absent(ref) from None
         except PullRefused as e:
-            if e.login_refused:
-                raise spawn_refused(
-                    "The image for your server could not be downloaded because its registry "
-                    "did not accept the hub's login, so it was not started. Please tell the "
-                    "hub's administrator.",
-                    reason="image-registry-login",
-                    status_code=503,
-                ) from None
-            raise spawn_refused(
-                "The image for your server could not be downloaded right now, so it was "
-                "not started. Please try again later or tell the hub's administrator.",
-                reason="image-pull",
-                status_code=503,
-            ) from None
+            raise messages.pull_refused(e.login_refused) from None
         if not carries_pin(ref, info):
-            raise spawn_refused(
-                f"The image for your server does not match its pinned digest {ref.digest}; "
-                "it was not started. Please tell the hub's administrator.",
-                reason="image-digest",
-                status_code=500,
-            )
+            raise messages.digest_mismatch(ref.digest)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -467,7 +365,7 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
         try:
             config = self.settings
         except ConfigError as e:
-            raise _misconfigured(e) from None
+            raise messages.misconfigured(e) from None
         existing = await self.get_object()
         running = existing is not None and existing["State"].get("Running")
         labels = (existing or {}).get("Config", {}).get("Labels") or {}
@@ -534,7 +432,7 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
                 self.owner, profile.gpus, user_cap=cap, profile=profile.slug
             )
         except gpupool.PoolError as e:
-            raise spawn_refused(str(e), reason="gpu-unavailable", status_code=503) from None
+            raise messages.gpu_unavailable(str(e)) from None
         state.publish()
         names = ", ".join(state.pool.gpu(i).describe() for i in self.gpu_ids)
         self._report(f"Assigned {names}", 10)
@@ -556,19 +454,6 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
             except Exception:
                 self.log.exception("Could not remove the unused new volume %s", plan.storage)
 
-    def _why_not_adopt(self, container: dict, profile, uid: int, gid: int) -> str | None:
-        """Why a running container cannot serve this start as it is; None if it can."""
-        labels = container["Config"].get("Labels") or {}
-        if labels.get(containerspec.LABEL_IMAGE) != self.image:
-            return "from another image"
-        if labels.get(containerspec.LABEL_PROFILE) != profile.slug:
-            return f"with another profile ({profiles.echo(labels.get(containerspec.LABEL_PROFILE, ''))})"
-        if container["Config"].get("User") != identity.container_user(uid, gid):
-            return "as another user id"
-        if not _api_token(container):
-            return "without a token the hub can use"
-        return None
-
     async def _adopt_or_remove(self, container: dict, profile, uid: int, gid: int):
         """Take over this server's running container, kernels and all, if it fits the request.
 
@@ -576,7 +461,8 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
         database). Otherwise it is stopped first, and the user is told why.
         Returns the server's address when adopted.
         """
-        why = self._why_not_adopt(container, profile, uid, gid)
+        user = identity.container_user(uid, gid)
+        why = adoption.why_not(container, image=self.image, profile=profile.slug, user=user)
         ids = containerspec.gpus_from_labels(container["Config"].get("Labels") or {})
         state = await self.hub_state()
         if why is None:
@@ -594,10 +480,10 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
             self.object_id = container["Id"]
             self.gpu_ids = ids
             # The server keeps the token it was started with; the hub stores it again.
-            self.api_token = _api_token(container)
+            self.api_token = adoption.api_token(container)
             state.publish()
             self.log.info("Adopting running container %s of %s", container["Name"], self.owner)
-            self._report("Your server was still running: reconnected, kernels and all", 90)
+            self._report(messages.adopted(), 90)
             return await self.get_ip_and_port()
         self.log.warning(
             "Removing running container %s of %s before a new start: it runs %s",
@@ -605,11 +491,7 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
             self.owner,
             why,
         )
-        self._report(
-            f"Your previous server was still running {why}, so it was stopped to start the one "
-            "you asked for. Your saved files are safe.",
-            5,
-        )
+        self._report(messages.replaced(why), 5)
         await self.engine.remove(container["Id"])
         self.object_id = ""
         return None
@@ -624,26 +506,13 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
         else:
             state = container["State"]
             status = f"ExitCode={state['ExitCode']}, OOMKilled={state.get('OOMKilled')}"
-            self.stop_reason = self._explain_exit(state, container["HostConfig"].get("Memory"))
+            self.stop_reason = messages.exit_reason(state, container["HostConfig"].get("Memory"))
         if not (self._spawn_pending or self._start_pending):
             await self._release_gpus(f"server not running: {status}")
             if container is not None and self.remove:
                 # The hub does not call stop() for a server that died; clean up here.
                 await self.remove_object()
         return status
-
-    def _explain_exit(self, state: dict, memory: int | None) -> str:
-        if state.get("OOMKilled"):
-            limit = f" {limits.format_bytes(memory)}" if memory else ""
-            return (
-                f"Your server was stopped because it used more than its{limit} memory limit. "
-                "Your saved files are safe; free memory in your notebooks (or pick a larger "
-                "profile) and start it again."
-            )
-        return (
-            f"Your server stopped unexpectedly (exit code {state.get('ExitCode')}). "
-            "Your saved files are safe; start it again."
-        )
 
     async def stop(self, now=False):
         try:
@@ -677,8 +546,23 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
                 extra_create_kwargs=extra_create if callable(self.extra_create_kwargs) else None,
                 allow_unsafe=allowed,
             )
+            kwargs, host_kwargs = spawnplan.container_call(
+                plan,
+                name=self.container_name,
+                command=await self.get_command(),
+                environment=self.get_env(),
+                port=self.port,
+                network_mode=self.network_name,
+                port_bindings=None if self.use_internal_ip else {self.port: (self.host_ip,)},
+                mounts=self.mount_binds,
+                pids_limit=self.pids_limit,
+                cap_add=self.cap_add,
+                extra_host=extra_host,
+                extra_create=extra_create,
+                allow_unsafe=allowed,
+            )
         except allowlist.UnsafeContainerConfig as e:
-            raise _misconfigured(e) from None
+            raise messages.misconfigured(e) from None
         if unchecked:
             self.log.warning(
                 "%s lets these unchecked settings into %s's container: %s",
@@ -686,36 +570,6 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
                 self.user.name,
                 "; ".join(unchecked),
             )
-        host_kwargs = containerspec.host_config(
-            extra=extra_host,
-            network_mode=self.network_name,
-            port_bindings=None if self.use_internal_ip else {self.port: (self.host_ip,)},
-            binds=plan.binds,
-            mounts=self.mount_binds,
-            auto_remove=False,
-            mem_limit=plan.mem_limit,
-            cpu_limit=plan.cpu_limit,
-            pids_limit=self.pids_limit,
-            cap_add=self.cap_add,
-            gpu_ids=plan.gpu_ids,
-            shm_size=plan.shm_size,
-        )
-        kwargs = containerspec.create_kwargs(
-            image=plan.image,
-            name=self.container_name,
-            command=await self.get_command(),
-            environment=self.get_env(),
-            labels=plan.labels,
-            user=plan.user,
-            port=self.port,
-            volumes=[],
-            extra=extra_create,
-        )
-        try:
-            # The finished call, the spawner's own values included.
-            allowlist.check_create_call(host_kwargs, kwargs, allowed)
-        except allowlist.UnsafeContainerConfig as e:
-            raise _misconfigured(e) from None
         self.object_id = await self.engine.create(kwargs, host_kwargs)
         if plan.gpu_ids:
             await self._settle_gpu_race(plan)
@@ -727,13 +581,7 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
             await (await self.hub_state()).settle_race(self.object_id, list(plan.gpu_ids))
         except hubstate.GPUTakenMeanwhile as e:
             self.log.warning("%s of %s was taken at the same moment; not starting", e, self.owner)
-            raise spawn_refused(
-                "The GPU picked for your server was taken by another server at the same "
-                "moment, so yours was not started. Please start it again, or pick a CPU "
-                "profile.",
-                reason="gpu-unavailable",
-                status_code=503,
-            ) from None
+            raise messages.gpu_taken_meanwhile() from None
 
     async def _write_first_files(self, plan: spawnplan.SpawnPlan, seed_storage: bool) -> None:
         """The passwd entry and, for a new volume, its hand-over: one archive, one engine call."""
@@ -743,15 +591,9 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
             ["/etc/passwd", "/etc/group"],
             shared_by=("accounts", plan.image) if pinned else None,
         )
-        passwd, group = identity.with_user(
-            texts["/etc/passwd"],
-            texts["/etc/group"],
-            name=self.passwd_name,
-            uid=plan.uid,
-            gid=plan.gid,
-            home=plan.notebook_dir,
+        members = accounts.passwd_members(
+            texts, name=self.passwd_name, uid=plan.uid, gid=plan.gid, home=plan.notebook_dir
         )
-        members = [archive.text_file("etc/passwd", passwd), archive.text_file("etc/group", group)]
         if seed_storage:
             # Written through the user's container before it starts, with the
             # owner in each tar entry: no root container is needed.
@@ -760,16 +602,3 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
             )
             members += volumes.seed_members(image_files, plan.notebook_dir, plan.uid, plan.gid)
         await self.engine.put_files(self.object_id, members)
-
-
-def _api_token(container: dict) -> str:
-    for entry in container["Config"].get("Env") or []:
-        key, _, value = entry.partition("=")
-        if key == "JUPYTERHUB_API_TOKEN":
-            return value
-    return ""
-
-
-def _passwd_ids(username: str) -> tuple[int, int]:
-    entry = pwd.getpwnam(username)
-    return entry.pw_uid, entry.pw_gid

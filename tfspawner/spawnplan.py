@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from . import containerspec, identity, volumes
+from . import allowlist, containerspec, identity, volumes
 from .gpupool import Owner
 from .profiles import Profile
 from .settings import Settings
@@ -95,3 +95,53 @@ def make(
         env=MappingProxyType(env),
         labels=MappingProxyType(labels),
     )
+
+
+def container_call(
+    plan: SpawnPlan,
+    *,
+    name: str,
+    command: list[str],
+    environment: Mapping[str, str],
+    port: int,
+    network_mode: str,
+    port_bindings: Mapping | None,
+    mounts: list,
+    pids_limit: int,
+    cap_add: list[str],
+    extra_host: Mapping,
+    extra_create: Mapping,
+    allow_unsafe: list[str],
+) -> tuple[dict, dict]:
+    """``(create_kwargs, host_kwargs)`` for the plan's container, checked against the allowlist.
+
+    Raises ``allowlist.UnsafeContainerConfig`` naming the setting; the admin's
+    extras are checked again in the finished call, the spawner's values included.
+    """
+    host_kwargs = containerspec.host_config(
+        extra=extra_host,
+        network_mode=network_mode,
+        port_bindings=port_bindings,
+        binds=plan.binds,
+        mounts=mounts,
+        auto_remove=False,
+        mem_limit=plan.mem_limit,
+        cpu_limit=plan.cpu_limit,
+        pids_limit=pids_limit,
+        cap_add=cap_add,
+        gpu_ids=plan.gpu_ids,
+        shm_size=plan.shm_size,
+    )
+    kwargs = containerspec.create_kwargs(
+        image=plan.image,
+        name=name,
+        command=command,
+        environment=environment,
+        labels=plan.labels,
+        user=plan.user,
+        port=port,
+        volumes=[],
+        extra=extra_create,
+    )
+    allowlist.check_create_call(host_kwargs, kwargs, allow_unsafe)
+    return kwargs, host_kwargs

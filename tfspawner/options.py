@@ -1,0 +1,74 @@
+"""The one path from what a user sends (form, link or REST body) to a profile.
+
+The spawner's ``options_from_form``, ``options_from_query`` and
+``choose_profile`` are these functions; refusals are sentences for students.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping
+
+from . import messages, profiles
+
+
+def from_form(formdata: Mapping[str, list[str]]) -> dict:
+    try:
+        return profiles.options_from_form(formdata)
+    except profiles.OptionsError as e:
+        raise messages.bad_options(str(e)) from None
+
+
+def from_link(handler, query_data: Mapping[str, list[str]]) -> dict:
+    """Options from ``GET /hub/spawn?profile=...``, only when it carries the session's XSRF token.
+
+    JupyterHub starts a server from such a link with no forgery check, so any
+    web page could start GPU servers for whoever follows its link. Without the
+    token the form is shown instead, with the linked profile preselected.
+    """
+    token = handler.get_query_argument("_xsrf", None) if handler is not None else None
+    if not token or not hmac.compare_digest(token.encode(), handler.xsrf_token):
+        raise messages.check_the_form()
+    return from_form(query_data)
+
+
+def linked_profile(handler) -> str:
+    """The profile a spawn link asked for, to preselect it in the form."""
+    if handler is None or handler.request.method != "GET":
+        return ""
+    return handler.get_query_argument("profile", "") or handler.get_query_argument(
+        "opt-profile", ""
+    )
+
+
+def choose(
+    user_options,
+    available: Iterable[profiles.Profile],
+    *,
+    groups: list[str],
+    is_admin: bool,
+    last: str,
+) -> profiles.Profile:
+    try:
+        return profiles.validate_user_options(
+            user_options or {}, list(available), groups=groups, is_admin=is_admin, last=last
+        )
+    except profiles.OptionsError as e:
+        raise messages.bad_options(str(e)) from None
+
+
+def preselected(
+    allowed: list[profiles.Profile],
+    available: Iterable[profiles.Profile],
+    *,
+    linked: str,
+    asked: str | None,
+    last: str,
+) -> str:
+    """The profile the form shows selected: a link's, then the request's, the last one, the default."""
+    return (
+        (linked if linked in {p.slug for p in allowed} else "")
+        or asked
+        or last
+        or profiles.default_profile(list(available)).slug
+    )
