@@ -26,7 +26,9 @@
 #                   (registry logins: the directory of config.json),
 #                   TFSPAWNER_GPU_POOL, TFSPAWNER_GPUS_PER_SERVER,
 #                   TFSPAWNER_GPU_GROUPS, TFSPAWNER_GPU_LIMIT_PER_USER,
-#                   TFSPAWNER_{CPU,GPU}_SERVER_{CPUS,MEM,SHM}, TFSPAWNER_START_TIMEOUT
+#                   TFSPAWNER_{CPU,GPU}_SERVER_{CPUS,MEM,SHM}, TFSPAWNER_START_TIMEOUT,
+#                   TFSPAWNER_{CPU,GPU}_SERVER_ENV (NAME=value;NAME2=value: variables
+#                   for every server of that profile, e.g. a course's data URL)
 #   Load            TFSPAWNER_CONCURRENT_SPAWN_LIMIT, TFSPAWNER_ACTIVE_SERVER_LIMIT,
 #                   TFSPAWNER_NAMED_SERVER_LIMIT
 #   SSH             TFSPAWNER_SSH (1: ssh into your own server through the hub)
@@ -87,6 +89,19 @@ def env_flag(name, default=False):
 
 def env_list(name, default=""):
     return [item.strip() for item in (env(name) or default).split(",") if item.strip()]
+
+
+def env_vars(name):
+    """``NAME=value;NAME2=value2`` as a dict: variables for every server of a profile."""
+    pairs = {}
+    for item in (env(name) or "").split(";"):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{name}: {item.strip()!r} is not NAME=value")
+        pairs[key.strip()] = value
+    return pairs
 
 
 # --- Mode ----------------------------------------------------------------------
@@ -290,12 +305,14 @@ cpu_server = {
     "cpus": env_float("TFSPAWNER_CPU_SERVER_CPUS", 2.0),
     "mem": env("TFSPAWNER_CPU_SERVER_MEM", "4G"),
     "shm": env("TFSPAWNER_CPU_SERVER_SHM", "1G"),
+    "env": env_vars("TFSPAWNER_CPU_SERVER_ENV"),
 }
 gpu_server = {
     "cpus": env_float("TFSPAWNER_GPU_SERVER_CPUS", 8.0),
     "mem": env("TFSPAWNER_GPU_SERVER_MEM", "32G"),
     # NCCL and tf.data exchange tensors through /dev/shm.
     "shm": env("TFSPAWNER_GPU_SERVER_SHM", "8G"),
+    "env": env_vars("TFSPAWNER_GPU_SERVER_ENV"),
 }
 PROFILES = [
     {
@@ -307,6 +324,7 @@ PROFILES = [
         "cpu_limit": cpu_server["cpus"],
         "mem_limit": cpu_server["mem"],
         "shm_size": cpu_server["shm"],
+        "extra_env": cpu_server["env"],
         "groups": [],
         "default": True,
     }
@@ -324,6 +342,7 @@ if HAS_GPUS:
             "cpu_limit": gpu_server["cpus"],
             "mem_limit": gpu_server["mem"],
             "shm_size": gpu_server["shm"],
+            "extra_env": gpu_server["env"],
             # Empty: everyone may ask for a GPU. Admins always may.
             "groups": env_list("TFSPAWNER_GPU_GROUPS"),
             "default": False,

@@ -82,6 +82,13 @@ class TFSpawnerConfig(HasTraits):
           override the global limits.
         - ``groups``: only members of these hub groups may choose it; admins always may.
         - ``default``: preselected, and used when a spawn names no profile.
+        - ``datasets``: course material mounted read-only, a list of
+          ``{"source": VOLUME_OR_HOST_PATH, "target": "/data/x"}``.
+        - ``extra_env``: variables for every server of this profile, e.g.
+          ``{"COURSE_DATA_URL": "https://data.example.edu/ml101"}``. Names the hub
+          sets itself (``JUPYTERHUB_*``, ``JPY_*``, ``NVIDIA_*``,
+          ``CUDA_VISIBLE_DEVICES``, ``HOME``) are refused; never put secrets
+          here, since every user of the profile can read them.
 
         Checked when the hub starts; a bad profile stops it with a message that
         names the profile and the key. When empty, one CPU profile runs the first
