@@ -106,14 +106,37 @@ def install(path: str) -> None:
         from tfspawner.spawner import TFSpawner
     except ImportError:
         return
+    from tfspawner.engine import DockerEngine
+
+    def engine_call(self, method, *args, **kwargs):
+        submitted = time.monotonic()
+        function = getattr(self.client, method)
+
+        def run():
+            began = time.monotonic()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                _emit(
+                    kind="docker",
+                    phase=f"docker {method}",
+                    user="",
+                    start=submitted,
+                    queued=began - submitted,
+                    seconds=time.monotonic() - began,
+                )
+
+        return asyncio.wrap_future(self.executor.submit(run))
+
+    # TFSpawner's engine calls, its base class's included, all go through its engine.
+    DockerEngine.call = engine_call
     _wrap_async(TFSpawner, "start", "TFSpawner.start")
     # TFSpawner overrides these without calling DockerSpawner's.
     _wrap_async(TFSpawner, "pull_image", "pull_image")
     _wrap_async(TFSpawner, "create_object", "create_object")
-    _wrap_async(TFSpawner, "_prepare_volume", "TFSpawner: volume (inspect/create)")
-    _wrap_async(TFSpawner, "_run_init", "TFSpawner: init container (bind variant)")
+    _wrap_async(TFSpawner, "_prepare_storage", "TFSpawner: storage (volume or host directory)")
     _wrap_async(TFSpawner, "_write_first_files", "TFSpawner: passwd entry (+ new volume) archive")
-    _wrap_async(TFSpawner, "hub_context", "TFSpawner: hub_context")
+    _wrap_async(TFSpawner, "hub_state", "TFSpawner: hub_state")
     _wrap_async(TFSpawner, "resolve_ids", "TFSpawner: resolve_ids")
 
 
