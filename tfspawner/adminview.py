@@ -99,6 +99,8 @@ async def admin_view(db) -> dict:
         stale = []
         images = {"aliases": [], "catalogue_file": "", "last_rebuilt": None, "error": str(e)}
     view = hub.gpu_pool_view(state.pool, probe.hub_name, unknown, stale)
+    if state.queue is not None:
+        view["boot_queue"] = state.queue.snapshot()
     view["hub_name"] = probe.hub_name
     view["images"] = images
     view["generated"] = _now()

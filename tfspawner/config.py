@@ -193,6 +193,33 @@ class TFSpawnerConfig(HasTraits):
         """,
     )
 
+    boot_slots = Int(
+        0,
+        config=True,
+        help="""
+        How many servers may boot at once; the others wait in line, first come
+        first served across all users and servers, and see their place and an
+        estimate on the spawn page ("You are 12th in line, about 40 s").
+
+        A server holds its slot from just before its container starts until it
+        answers HTTP, fails, is stopped or times out. Servers that boot together
+        share the CPU, so letting fewer boot at once gets the first students in
+        sooner and, on a busy host, even the last one. 0 (the default) is one
+        slot per CPU of the engine (``docker info``); the queue then lends a slot
+        while a booting server is mostly waiting rather than computing, so CPUs
+        are not left idle.
+
+        Example: ``c.TFSpawner.boot_slots = 4`` on a host whose servers need a
+        whole core each to boot.
+
+        Time in line does not count against ``Spawner.start_timeout``; the boot
+        itself still does. GPUs are assigned before the wait, so a student who
+        cannot get one is told at once. ``JupyterHub.concurrent_spawn_limit``
+        counts waiting servers too (and answers 429 above it): raise it to the
+        size of the largest class that logs in at once.
+        """,
+    )
+
     cap_add = List(
         Unicode(),
         config=True,

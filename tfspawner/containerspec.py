@@ -54,6 +54,17 @@ def labels(
     }
 
 
+def helper_labels(*, hub: str, user: str, server: str) -> dict:
+    """Labels of a short-lived helper container: managed, so the start-up sweep finds leftovers."""
+    return {
+        LABEL_MANAGED: "true",
+        LABEL_HUB: hub,
+        LABEL_USER: user,
+        LABEL_SERVER: server,
+        LABEL_INIT: "true",
+    }
+
+
 def label_filters(hub: str) -> dict:
     """Engine filters for the containers of one hub."""
     return {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_HUB}={hub}"]}

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from . import catalogue, containerspec, metrics
+from . import bootqueue, catalogue, containerspec, metrics
 from .engine import Engine
 from .gpupool import EngineHolding, GPUPool, Owner, PoolConflict
 from .settings import Settings
@@ -33,6 +33,27 @@ class HubState:
     reconciled: bool = False
     # user -> uid from notebook volume labels, read once per process.
     _volume_uids: dict[str, int] | None = None
+    _queue: bootqueue.BootQueue | None = None
+
+    async def boot_queue(self, slots: int) -> bootqueue.BootQueue:
+        """The hub's one boot queue; ``slots`` 0 means one per CPU of the engine."""
+        if self._queue is None:
+            if not slots:
+                info = await self.engine.call("info")
+                slots = max(1, int(info.get("NCPU") or 1))
+            if self._queue is None:
+                self._queue = bootqueue.BootQueue(slots)
+                self.log.info("TFSpawner: %d server(s) boot at once", slots)
+        return self._queue
+
+    @property
+    def queue(self) -> bootqueue.BootQueue | None:
+        """The boot queue, once a server has asked for a slot."""
+        return self._queue
+
+    def cancel_boot(self, owner: Owner) -> None:
+        if self._queue is not None:
+            self._queue.cancel(owner)
 
     async def ready(self) -> HubState:
         """This state, with the pool rebuilt from the engine's labels on first use."""
@@ -122,6 +143,29 @@ class HubState:
         if released:
             metrics.update(self.pool)
         return released
+
+    async def take_gpus(self, owner: Owner, count: int, *, cap: int | None, profile: str):
+        """``count`` free GPUs for ``owner``, after counting every holder on the engine.
+
+        Raises ``gpupool.PoolError`` with a sentence for the user. The engine is
+        read first; nothing is awaited between the pool's check and its record.
+        """
+        self.release(owner)
+        if not count:
+            return []
+        await self.observe()
+        ids = self.pool.allocate(owner, count, user_cap=cap, profile=profile)
+        metrics.update(self.pool)
+        return ids
+
+    def adopt_gpus(self, owner: Owner, container: dict, profile: str) -> list[str]:
+        """Record the GPUs a running container's labels say it holds; PoolConflict if taken."""
+        ids = containerspec.gpus_from_labels(container["Config"].get("Labels") or {})
+        self.release(owner)
+        since = containerspec.created_ns(container["Created"]) / 1e9
+        self.pool.restore(owner, ids, since=since, profile=profile)
+        metrics.update(self.pool)
+        return ids
 
     def publish(self) -> None:
         """Update the pool's metrics after a change made on ``pool`` directly."""

@@ -110,6 +110,10 @@ def check_the_form() -> Exception:
     )
 
 
+def failed_to_boot(why: str) -> Exception:
+    return spawn_refused(why, reason="boot", status_code=500)
+
+
 def adopted() -> str:
     return "Your server was still running: reconnected, kernels and all"
 

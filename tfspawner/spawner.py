@@ -11,6 +11,7 @@ import asyncio
 import inspect
 
 from dockerspawner import DockerSpawner
+from jupyterhub.utils import url_path_join
 from sqlalchemy.orm import object_session
 from traitlets import List, Unicode, default, validate
 
@@ -18,6 +19,7 @@ from . import (
     accounts,
     adoption,
     allowlist,
+    bootqueue,
     containerspec,
     form,
     gpupool,
@@ -28,6 +30,7 @@ from . import (
     naming,
     options,
     profiles,
+    readiness,
     settings,
     spawnplan,
     volumes,
@@ -181,14 +184,7 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
     # --- storage -------------------------------------------------------------------
 
     def _helper_labels(self) -> dict:
-        # Managed, so the start-up sweep finds helpers a dead hub left behind.
-        return {
-            containerspec.LABEL_MANAGED: "true",
-            containerspec.LABEL_HUB: self.hub_name,
-            containerspec.LABEL_USER: self.user.name,
-            containerspec.LABEL_SERVER: self.name,
-            containerspec.LABEL_INIT: "true",
-        }
+        return containerspec.helper_labels(hub=self.hub_name, user=self.user.name, server=self.name)
 
     async def _prepare_storage(self, plan: spawnplan.SpawnPlan) -> bool:
         """Make the user's storage theirs on first use; True when it is new and empty."""
@@ -338,18 +334,35 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
 
     # --- lifecycle -----------------------------------------------------------------
 
+    # A start has two phases. ``_decide`` runs in the hub's pre-spawn hook, which
+    # start_timeout does not cover: it picks the profile, uid and GPUs (so a
+    # refusal is immediate), then waits in the boot queue. ``_launch`` runs in
+    # start(): image, storage, container, and the wait until the server answers.
+    _decided = False
+    _accepted = ""
+    _adopted: tuple | None = None
+    _ticket = None
+
+    async def run_pre_spawn_hook(self):
+        # The admin's own hook first; it may be sync or async.
+        hooked = super().run_pre_spawn_hook()
+        if inspect.isawaitable(hooked):
+            await hooked
+        await self._decide(queue=True)
+
     async def start(self):
-        self._event_list = []
-        accepted = self.profile_slug
         try:
-            return await self._start()
+            if not self._decided:
+                await self._decide(queue=False)
+            return await self._launch()
         except BaseException:
             # The hub stored the request's options before calling start; a refused
             # or failed start must not leave them behind for the next Start button.
-            self._keep_options(accepted)
+            self._keep_options(self._accepted)
             raise
         finally:
-            self._plan = None
+            self._leave_queue("failed")
+            self._decided, self._plan, self._adopted = False, None, None
 
     def _keep_options(self, slug: str) -> None:
         self.profile_slug = slug
@@ -361,7 +374,23 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
             if session is not None:
                 session.commit()
 
-    async def _start(self):
+    async def _decide(self, queue: bool) -> None:
+        self._event_list = []
+        self._accepted = self.profile_slug
+        self._decided = True
+        try:
+            await self._plan_start()
+            if queue and self._plan is not None:
+                await self._wait_for_boot_slot()
+        except BaseException:
+            if self._plan is not None:
+                await self._release_gpus("start refused or cancelled")
+            self._keep_options(self._accepted)
+            self._leave_queue("cancelled")
+            self._decided, self._plan = False, None
+            raise
+
+    async def _plan_start(self) -> None:
         try:
             config = self.settings
         except ConfigError as e:
@@ -377,13 +406,13 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
         if running:
             address = await self._adopt_or_remove(existing, profile, uid, gid)
             if address is not None:
-                self._keep_options(profile.slug)
-                return address
+                self._adopted = (address, profile.slug)
+                return
         elif existing is not None:
             # Left by a start that never finished; its GPUs were never handed out.
             await self.remove_object()
         gpu_ids = await self._take_gpus(profile)
-        plan = self._plan = spawnplan.make(
+        self._plan = spawnplan.make(
             config,
             owner=self.owner,
             profile=profile,
@@ -396,7 +425,14 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
             cpu_limit=self.cpu_limit,
         )
         # Spawner.get_env reports these to the server as MEM_LIMIT and CPU_LIMIT.
-        self.mem_limit, self.cpu_limit = plan.mem_limit, plan.cpu_limit
+        self.mem_limit, self.cpu_limit = self._plan.mem_limit, self._plan.cpu_limit
+
+    async def _launch(self):
+        if self._adopted is not None:
+            address, slug = self._adopted
+            self._keep_options(slug)
+            return address
+        plan = self._plan
         new_storage = False
         try:
             await self.pull_image(plan.image)
@@ -406,36 +442,68 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
             if self.post_start_cmd:
                 await self.post_start_exec()
             address = await self.get_ip_and_port()
+            await self._wait_until_it_answers(*address)
         except BaseException:
             await self._undo(plan, new_storage)
             raise
+        self._leave_queue("ready")
         self.stop_reason = ""
-        self._keep_options(profile.slug)
+        self._keep_options(plan.profile.slug)
         return address
 
+    # --- the boot queue ------------------------------------------------------------
+
+    async def _wait_for_boot_slot(self) -> None:
+        queue = await (await self.hub_state()).boot_queue(self.boot_slots)
+        label = f"{self.user.name}/{self.name}" if self.name else self.user.name
+        self._ticket = queue.enter(self.owner, label)
+
+        def tell(place: int, estimate: float | None) -> None:
+            self._report(bootqueue.describe_place(place, estimate), 2)
+
+        await self._ticket.wait(on_place=tell)
+
+    def _leave_queue(self, outcome: str) -> None:
+        ticket, self._ticket = self._ticket, None
+        if ticket is not None:
+            ticket.done(outcome)
+
+    async def _wait_until_it_answers(self, ip: str, port: int) -> None:
+        """Hold the boot slot until the server answers HTTP; fail at once if it dies."""
+        if self.server is None:
+            return
+
+        async def why_dead() -> str | None:
+            container = await self.get_object()
+            if container is not None and container["State"]["Running"]:
+                return None
+            state = (container or {}).get("State") or {}
+            return messages.exit_reason(
+                state, ((container or {}).get("HostConfig") or {}).get("Memory")
+            )
+
+        url = f"http://{ip}:{port}{url_path_join(self.server.base_url, 'api')}"
+        try:
+            await readiness.until_answers(url, why_dead)
+        except RuntimeError as e:
+            raise messages.failed_to_boot(str(e)) from None
+
     async def _take_gpus(self, profile: profiles.Profile) -> list[str]:
-        """This server's GPUs from the pool, after counting every holder on the engine."""
         state = await self.hub_state()
-        # A new start replaces whatever this server held before.
-        state.release(self.owner)
-        self.gpu_ids = []
-        if not profile.gpus:
-            return []
-        # Other hubs' servers and containers no hub started hold GPUs too.
-        await state.observe()
         config = self.settings
         cap = gpupool.effective_cap(
             config.gpu_limit_per_user, dict(config.gpu_limit_per_group), self._user_groups()
         )
+        self.gpu_ids = []
         try:
-            self.gpu_ids = state.pool.allocate(
-                self.owner, profile.gpus, user_cap=cap, profile=profile.slug
+            self.gpu_ids = await state.take_gpus(
+                self.owner, profile.gpus, cap=cap, profile=profile.slug
             )
         except gpupool.PoolError as e:
             raise messages.gpu_unavailable(str(e)) from None
-        state.publish()
-        names = ", ".join(state.pool.gpu(i).describe() for i in self.gpu_ids)
-        self._report(f"Assigned {names}", 10)
+        if self.gpu_ids:
+            names = ", ".join(state.pool.gpu(i).describe() for i in self.gpu_ids)
+            self._report(f"Assigned {names}", 10)
         return list(self.gpu_ids)
 
     async def _undo(self, plan: spawnplan.SpawnPlan, new_storage: bool) -> None:
@@ -443,7 +511,8 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
         await self._release_gpus("start failed")
         if self.object_id:
             try:
-                await self.remove_object()
+                # Forced: the container may be running already.
+                await self.engine.remove(self.object_id)
             except Exception:
                 self.log.exception("Could not remove the container of failed start %s", self.owner)
             self.object_id = ""
@@ -463,17 +532,9 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
         """
         user = identity.container_user(uid, gid)
         why = adoption.why_not(container, image=self.image, profile=profile.slug, user=user)
-        ids = containerspec.gpus_from_labels(container["Config"].get("Labels") or {})
-        state = await self.hub_state()
         if why is None:
-            state.release(self.owner)
             try:
-                state.pool.restore(
-                    self.owner,
-                    ids,
-                    since=containerspec.created_ns(container["Created"]) / 1e9,
-                    profile=profile.slug,
-                )
+                ids = (await self.hub_state()).adopt_gpus(self.owner, container, profile.slug)
             except gpupool.PoolConflict as e:
                 why = f"with a GPU the hub has given to another server ({e})"
         if why is None:
@@ -481,7 +542,6 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
             self.gpu_ids = ids
             # The server keeps the token it was started with; the hub stores it again.
             self.api_token = adoption.api_token(container)
-            state.publish()
             self.log.info("Adopting running container %s of %s", container["Name"], self.owner)
             self._report(messages.adopted(), 90)
             return await self.get_ip_and_port()
@@ -515,6 +575,8 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
         return status
 
     async def stop(self, now=False):
+        # A stop while waiting in line leaves the line at once.
+        (await self.hub_state()).cancel_boot(self.owner)
         try:
             await super().stop(now=now)
         finally:

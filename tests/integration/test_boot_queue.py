@@ -1,0 +1,91 @@
+"""The boot queue on a real hub: first come first served, visible, cancellable, untimed."""
+
+import asyncio
+
+from tfspawner import containerspec
+
+
+def queue_config(image: str, slots: int = 1, extra: str = "") -> str:
+    return (
+        f"c.TFSpawner.image = {image!r}\n"
+        "c.TFSpawner.notebook_dir = '/home/jovyan'\n"
+        f"c.TFSpawner.boot_slots = {slots}\n"
+        # Answer spawn requests at once, so several wait in line together.
+        "c.JupyterHub.tornado_settings = {'slow_spawn_timeout': 0}\n" + extra
+    )
+
+
+async def spawn_in_order(hub, users: list[str]) -> None:
+    for user in users:
+        r = await hub.request_spawn(user)
+        assert r.status_code == 202, r.text
+        # Arrival order is the order of the requests.
+        await asyncio.sleep(0.3)
+
+
+def start_order(hub, docker_client) -> list[str]:
+    containers = hub.containers(docker_client)
+    started = sorted(containers, key=lambda c: c.attrs["State"]["StartedAt"])
+    return [c.labels[containerspec.LABEL_USER] for c in started]
+
+
+async def test_servers_boot_one_at_a_time_in_arrival_order(hub_factory, test_image, docker_client):
+    hub = hub_factory(queue_config(test_image))
+    users = ["q1", "q2", "q3", "q4"]
+    for user in users:
+        await hub.create_user(user)
+    await spawn_in_order(hub, users)
+    third = asyncio.ensure_future(hub.progress_messages("q3"))
+    for user in users:
+        await hub.wait_ready(user)
+    assert start_order(hub, docker_client) == users
+    # A slot is held until the server answers: no two boots overlapped.
+    spans = sorted(
+        (c.attrs["State"]["StartedAt"], c.labels[containerspec.LABEL_USER])
+        for c in hub.containers(docker_client)
+    )
+    assert [user for _, user in spans] == users
+    messages = await third
+    assert any("in line to start" in m for m in messages), messages
+
+
+async def test_time_in_line_does_not_count_against_start_timeout(
+    hub_factory, test_image, docker_client
+):
+    # Each boot takes a few seconds; the last in line waits longer than start_timeout.
+    hub = hub_factory(queue_config(test_image, extra="c.Spawner.start_timeout = 12\n"))
+    users = ["t1", "t2", "t3", "t4", "t5"]
+    for user in users:
+        await hub.create_user(user)
+    await spawn_in_order(hub, users)
+    began = asyncio.get_running_loop().time()
+    for user in users:
+        await hub.wait_ready(user, timeout=240)
+    assert asyncio.get_running_loop().time() - began > 12, "the storm did not outlast the timeout"
+    assert start_order(hub, docker_client) == users
+
+
+async def test_a_cancelled_spawn_leaves_the_line_at_once(hub_factory, test_image, docker_client):
+    hub = hub_factory(queue_config(test_image))
+    for user in ("c1", "c2", "c3"):
+        await hub.create_user(user)
+    await spawn_in_order(hub, ["c1", "c2", "c3"])
+    async with hub.client() as c:
+        r = await c.delete("/hub/api/users/c2/server")
+    assert r.status_code in (202, 204), r.text
+    await hub.wait_ready("c1")
+    await hub.wait_ready("c3")
+    assert await hub.server_model("c2") is None
+    assert sorted(start_order(hub, docker_client)) == ["c1", "c3"]
+
+
+async def test_metrics_show_the_queue(hub_factory, test_image):
+    hub = hub_factory(queue_config(test_image))
+    await hub.create_user("m1")
+    await hub.spawn("m1")
+    async with hub.client() as c:
+        r = await c.get("/hub/metrics")
+    assert r.status_code == 200, r.text
+    assert "tfspawner_boot_queue_waiting 0.0" in r.text
+    assert "tfspawner_boot_seconds_count 1.0" in r.text
+    assert "tfspawner_boot_queue_wait_seconds_count" in r.text

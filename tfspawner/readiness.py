@@ -1,0 +1,34 @@
+"""Whether a new server answers HTTP yet: what ends its boot and frees its boot slot."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+
+from tornado.httpclient import AsyncHTTPClient
+
+# Between two looks at the server; a boot takes seconds, a look a millisecond.
+INTERVAL_S = 0.25
+# Looks between two checks that the container still runs.
+LOOKS_PER_CHECK = 8
+
+
+async def until_answers(url: str, why_dead: Callable[[], Awaitable[str | None]]) -> None:
+    """Return once ``url`` answers below 500; raise RuntimeError(why) if the server died."""
+    client = AsyncHTTPClient()
+    for look in itertools.count(1):
+        try:
+            response = await client.fetch(
+                url, raise_error=False, connect_timeout=2, request_timeout=5
+            )
+        except Exception:
+            pass  # refused, reset or closed: the server is not listening yet
+        else:
+            if response.code < 500:
+                return
+        if look % LOOKS_PER_CHECK == 0:
+            why = await why_dead()
+            if why is not None:
+                raise RuntimeError(why)
+        await asyncio.sleep(INTERVAL_S)
