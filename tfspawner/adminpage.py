@@ -80,10 +80,14 @@ def install_templates(settings: dict) -> None:
 # --- what the tables show --------------------------------------------------------------
 
 
-def since(iso: str | None, now: datetime.datetime) -> str:
-    if not iso:
+def since(when: str | float | None, now: datetime.datetime) -> str:
+    """An ISO time or a Unix timestamp (the boot queue's), as "2026-11-26 07:00 UTC (30 min)"."""
+    if when is None or when == "":
         return ""
-    started = datetime.datetime.fromisoformat(iso)
+    if isinstance(when, int | float):
+        started = datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
+    else:
+        started = datetime.datetime.fromisoformat(when)
     minutes = max(0, int((now - started).total_seconds() // 60))
     return f"{started:%Y-%m-%d %H:%M} UTC ({minutes} min)"
 

@@ -186,7 +186,7 @@ def test_boot_queue_places_and_median():
                 "waited_s": 30,
                 "estimate_s": 45,
             },
-            {"label": "cy", "place": 2, "since": NOW.isoformat(), "waited_s": 0.2},
+            {"label": "cy", "place": 2, "since": NOW.timestamp() - 60, "waited_s": 0.2},
         ],
     }
     shown = adminpage.present(data)["queue"]
@@ -196,6 +196,7 @@ def test_boot_queue_places_and_median():
         (1, "<b>bob</b>", "30 s", "45 s"),
         (2, "cy", "0 s", ""),
     ]
+    assert shown["rows"][2]["since"] == "2026-11-26 07:29 UTC (1 min)"
     page = render(hub_env(), data)
     assert (
         "&lt;b&gt;bob&lt;/b&gt;" in page and 'id="tfspawner-queue"\n             hidden' not in page

@@ -50,11 +50,12 @@
     return (n < 10 ? "0" : "") + n;
   }
 
-  function since(iso, now) {
-    if (!iso) {
+  // An ISO time, or a Unix timestamp in seconds (the boot queue's).
+  function since(when, now) {
+    if (when === undefined || when === null || when === "") {
       return "";
     }
-    var t = new Date(iso);
+    var t = new Date(typeof when === "number" ? when * 1000 : when);
     var minutes = Math.max(0, Math.floor((now - t) / 60000));
     return t.toISOString().slice(0, 16).replace("T", " ") + " UTC (" + minutes + " min)";
   }
