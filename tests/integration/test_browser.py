@@ -1,5 +1,6 @@
 """The pages people click, in a real headless Chromium (Debian's, no downloaded browser)."""
 
+import random
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from tfspawner.poolpage import service_config
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Stand-in GPU ids that other tests on the shared engine do not hold.
+GPUS = [str(n) for n in sorted(random.sample(range(100, 10_000), 2))]
 # Without these, Chromium keeps calling out to Google's services.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -42,7 +45,7 @@ def browser_config(tf_image: str) -> str:
             "gpus": 1,
         },
     ]
-    pool = [{"id": "0", "name": "Stand-in GPU", "memory": "16GB"}, "1"]
+    pool = [{"id": GPUS[0], "name": "Stand-in GPU", "memory": "16GB"}, GPUS[1]]
     return (
         f"c.TFSpawner.images = {{'tf': {tf_image!r}}}\n"
         f"c.TFSpawner.profiles = {profiles!r}\n"
@@ -109,7 +112,7 @@ async def test_student_picks_a_gpu_and_admin_sees_it(hub_factory, tf_image, brow
     await admin_page.goto(f"{hub.url}/hub/home")
     await admin_page.locator("#tfspawner-nav").click()
     await expect(admin_page.locator("#summary")).to_have_text("1 of 2 GPUs free.", timeout=30_000)
-    held = admin_page.locator("#gpu-0")
+    held = admin_page.locator(f"#gpu-{GPUS[0]}")
     await expect(held).to_contain_text("student")
     await expect(held).to_contain_text("gpu")
     await admin_page.screenshot(path=SCREENSHOTS / "04-gpu-pool.png", full_page=True)
