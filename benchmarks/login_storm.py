@@ -62,11 +62,14 @@ def engine_threads_config(threads: int) -> str:
     )
 
 
-def tfspawner_config(n: int, image: str) -> str:
-    return (
+def tfspawner_config(n: int, image: str, boot_slots: int | None = None) -> str:
+    config = (
         shared_config(n, image)
         + f"c.TFSpawner.image = {image!r}\nc.TFSpawner.notebook_dir = '/home/jovyan'\n"
     )
+    if boot_slots is not None:
+        config += f"c.TFSpawner.boot_slots = {boot_slots}\n"
+    return config
 
 
 def dockerspawner_config(n: int, image: str, prefix: str, volume: bool = False) -> str:
@@ -169,7 +172,9 @@ def row_of(rounds: list[Round], trace: Path | None) -> Row:
 
 
 async def run_n(n: int, index: int, env: dict, client, workdir: Path, args) -> list[Row]:
-    image, hub_ip = env["TFSPAWNER_TEST_IMAGE"], env["TFSPAWNER_TEST_HUB_IP"]
+    hub_ip = env["TFSPAWNER_TEST_HUB_IP"]
+    tf_image = args.tf_image or env["TFSPAWNER_TEST_IMAGE"]
+    ds_image = args.ds_image or env["TFSPAWNER_TEST_IMAGE"]
     tf_name, ds_prefix = common.bench_name("tf"), common.bench_name("ds")
     sides: list[Side] = []
     rounds: list[Round] = []
@@ -179,14 +184,17 @@ async def run_n(n: int, index: int, env: dict, client, workdir: Path, args) -> l
         extra = {k: v + engine_threads_config(args.engine_threads) for k, v in extra.items()}
     try:
         tf_hub = common.start_hub(
-            workdir / f"n{n}-tf", hub_ip, tf_name, tfspawner_config(n, image) + extra[TF]
+            workdir / f"n{n}-tf",
+            hub_ip,
+            tf_name,
+            tfspawner_config(n, tf_image, args.boot_slots) + extra[TF],
         )
         sides.append(Side(TF, tf_hub, tf_name))
         ds_hub = common.start_hub(
             workdir / f"n{n}-ds",
             hub_ip,
             common.bench_name("dshub"),
-            dockerspawner_config(n, image, ds_prefix, args.dockerspawner_volume) + extra[DS],
+            dockerspawner_config(n, ds_image, ds_prefix, args.dockerspawner_volume) + extra[DS],
         )
         sides.append(Side(DS, ds_hub, ds_prefix))
 
@@ -308,9 +316,13 @@ def report(
     engine_threads: int,
     repeat: int,
     dockerspawner_volume: bool,
+    args: argparse.Namespace,
 ) -> None:
     print("\n".join(common.machine(client)))
-    print(f"image: {env['TFSPAWNER_TEST_IMAGE']}")
+    print(f"TFSpawner image: {args.tf_image or env['TFSPAWNER_TEST_IMAGE']}")
+    print(f"DockerSpawner image: {args.ds_image or env['TFSPAWNER_TEST_IMAGE']}")
+    if args.boot_slots is not None:
+        print(f"TFSpawner.boot_slots = {args.boot_slots}")
     print(f"hub logs: {workdir}")
     print(
         "time to ready: seconds from the spawn POST until the hub's REST model shows the "
@@ -412,6 +424,14 @@ def parse_args(argv=None):
     parser.add_argument(
         "--timeout", type=float, default=900, help="seconds a storm may take (default 900)"
     )
+    parser.add_argument(
+        "--boot-slots",
+        type=int,
+        help="TFSpawner.boot_slots (default: unset, one slot per engine CPU); a large number "
+        "turns the boot queue off",
+    )
+    parser.add_argument("--tf-image", help="TFSpawner's image (default TFSPAWNER_TEST_IMAGE)")
+    parser.add_argument("--ds-image", help="DockerSpawner's image (default TFSPAWNER_TEST_IMAGE)")
     return parser.parse_args(argv)
 
 
@@ -438,6 +458,7 @@ async def main(argv=None) -> None:
                 args.engine_threads,
                 args.repeat,
                 args.dockerspawner_volume,
+                args,
             )
 
 
