@@ -140,7 +140,7 @@ class TFSwarmSpawner(TFSpawner):
 
     @default("network_name")
     def _default_network_name(self):
-        return "tfspawner-swarm"
+        return "tfspawner-servers"
 
     @default("use_internal_ip")
     def _default_use_internal_ip(self):
