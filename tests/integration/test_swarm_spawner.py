@@ -350,3 +350,22 @@ async def test_tensorflow_imports_in_a_kernel_on_a_worker(swarm_hub, swarm, mana
     assert task["NodeID"] in {w.id for w in swarm.workers}
     out = await hub.run_code("tess", "import tensorflow as tf; print(tf.__version__)", timeout=180)
     assert out.strip().startswith("2.9"), out
+
+
+async def test_a_rejected_task_tells_the_user_why_in_one_sentence(swarm_hub, manager):
+    """An image the registry does not have: the node rejects the task, the start ends at once."""
+    missing = "127.0.0.1:5000/tfspawner-test/not-there@sha256:" + "0" * 64
+    hub = swarm_hub(image=missing)
+    await hub.create_user("mia")
+    started = time.monotonic()
+    r = await hub.request_spawn("mia")
+    if r.status_code in (201, 202):
+        messages = await hub.progress_messages("mia")
+        message = messages[-1]
+    else:
+        message = r.json()["message"]
+    assert "image was not found in its registry" in message, message
+    # Well before the start timeout, and nothing left behind but the message.
+    assert time.monotonic() - started < 60
+    assert await hub.server_model("mia") is None
+    assert not live_services(manager, hub)
