@@ -88,6 +88,50 @@ def pick_node(
     return min(candidates, key=lambda node: (score.get(node, 0), node))
 
 
+def gpus_on_a_node(
+    free: list[str],
+    gpu_nodes: dict[str, str],
+    count: int,
+    usable: list[str],
+    score: dict[str, float],
+    home: str | None,
+    *,
+    total: int,
+) -> tuple[list[str], str]:
+    """``count`` free GPUs all on one usable node, and that node.
+
+    The home node if given; else the node with the most free GPUs, then the
+    lowest score (fewest servers), so servers spread. Raises
+    ``gpupool.PoolExhausted`` with a sentence for the user.
+    """
+    free_by_node: dict[str, list[str]] = {}
+    for gpu_id in free:
+        free_by_node.setdefault(gpu_nodes[gpu_id], []).append(gpu_id)
+    most = max((sum(1 for n in gpu_nodes.values() if n == node) for node in usable), default=0)
+    if count > most:
+        raise gpupool.PoolExhausted(
+            f"This profile needs {count} GPUs on one machine, and no machine of the hub that "
+            "is up has that many; pick another profile."
+        )
+    fits = [n for n in usable if len(free_by_node.get(n, [])) >= count]
+    spread = {n: (-len(free_by_node[n]), score.get(n, 0)) for n in fits}
+    node = pick_node(fits, spread, home)
+    if node is not None:
+        return free_by_node[node][:count], node
+    if home:
+        raise gpupool.PoolExhausted(
+            f"The machine that holds your files has no {count} free GPU{'s' if count != 1 else ''} "
+            "right now; pick a CPU profile or try again later."
+        )
+    if not any(free_by_node.get(n) for n in usable):
+        raise gpupool.PoolExhausted(
+            f"All {total} GPUs are in use right now; pick a CPU profile or try again later."
+        )
+    raise gpupool.PoolExhausted(
+        f"No machine has {count} free GPUs right now; pick a CPU profile or try again later."
+    )
+
+
 class TFSwarmSpawner(TFSpawner):
     """Start each user's server as a Docker Swarm service, GPUs from a cluster-wide pool."""
 
@@ -272,30 +316,12 @@ class TFSwarmSpawner(TFSpawner):
                 f"You may use at most {cap} GPU{'s' if cap != 1 else ''} at a time and already "
                 f"hold {held}; stop another GPU server or pick a CPU profile."
             )
-        free_by_node: dict[str, list[str]] = {}
-        for gpu_id in pool.free():
-            free_by_node.setdefault(gpu_nodes[gpu_id], []).append(gpu_id)
-        most = max((sum(1 for n in gpu_nodes.values() if n == node) for node in usable), default=0)
-        if profile.gpus > most:
-            raise messages.gpu_unavailable(
-                f"This profile needs {profile.gpus} GPUs on one machine, and no machine of the "
-                "hub has that many; pick another profile."
+        try:
+            return gpus_on_a_node(
+                pool.free(), gpu_nodes, profile.gpus, usable, score, home, total=pool.total
             )
-        fits = [n for n in usable if len(free_by_node.get(n, [])) >= profile.gpus]
-        # Spread: the node with the most free GPUs, then the fewest servers.
-        spread = {n: (-len(free_by_node.get(n, [])), score.get(n, 0)) for n in fits}
-        node = pick_node(fits, spread, home)
-        if node is None:
-            free = sum(len(free_by_node.get(n, [])) for n in usable)
-            where = " on the machine that holds your files" if home else ""
-            raise messages.gpu_unavailable(
-                f"All {pool.total} GPUs are in use right now{where}; pick a CPU profile or try "
-                "again later."
-                if not free or home
-                else f"No machine has {profile.gpus} free GPUs right now; pick a CPU profile or "
-                "try again later."
-            )
-        return free_by_node[node][: profile.gpus], node
+        except gpupool.PoolExhausted as e:
+            raise messages.gpu_unavailable(str(e)) from None
 
     # --- image and storage ---------------------------------------------------------
 
