@@ -89,6 +89,18 @@ def remove_hub_objects(swarm: Swarm, hub_name: str) -> None:
             node_client.close()
         except Exception as e:  # a node the test killed may still be coming back
             print(f"cleanup on {node.name}: {e}")
+    # The passwd configs and the hub's lease, once no task uses them.
+    client = swarm.client()
+    try:
+        for config in client.configs.list(filters={"label": label}) + client.configs.list(
+            filters={"label": f"tfspawner.lease={hub_name}"}
+        ):
+            try:
+                config.remove()
+            except docker.errors.APIError as e:
+                print(f"config {config.name} left: {e}")
+    finally:
+        client.close()
 
 
 def service_logs(swarm: Swarm, hub_name: str) -> str:
@@ -276,7 +288,7 @@ async def test_a_file_survives_stop_and_start_on_the_same_node(swarm_hub, swarm,
         assert r.json()["content"] == "still here"
 
 
-def testbed(*args: str) -> None:
+def run_testbed(*args: str) -> None:
     subprocess.run([str(ROOT / "scripts" / "testbed"), "swarm", *args], check=True, timeout=120)
 
 
@@ -292,7 +304,7 @@ async def test_a_worker_that_dies_stops_its_servers_and_frees_their_gpus(swarm_h
     survivors = [u for u in users if u not in on_victim]
     assert on_victim and survivors, "the spawns were not spread over both workers"
     try:
-        testbed("kill-node", "worker2")
+        run_testbed("kill-node", "worker2")
         started = time.monotonic()
         deadline = started + 90
         while await hub.server_model(on_victim[0]) is not None:
@@ -307,7 +319,7 @@ async def test_a_worker_that_dies_stops_its_servers_and_frees_their_gpus(swarm_h
         await hub.spawn("gus", options={"profile": "gpu"})
         assert live_services(manager, hub)["gus"][1]["NodeID"] != victim_node.id
     finally:
-        testbed("up")
+        run_testbed("up")
     wait_for(
         "worker2 ready again",
         lambda: manager.nodes.get(victim_node.id).attrs["Status"]["State"] == "ready",
