@@ -13,7 +13,7 @@ import inspect
 from dockerspawner import DockerSpawner
 from jupyterhub.utils import url_path_join
 from sqlalchemy.orm import object_session
-from traitlets import List, Unicode, default, validate
+from traitlets import List, Unicode
 
 from . import (
     accounts,
@@ -44,47 +44,6 @@ from .uidregistry import UidTaken
 
 class TFSpawner(TFSpawnerConfig, DockerSpawner):
     """Start each user's server from a TensorFlow 2.9 Jupyter image, pinned by digest."""
-
-    @default("cmd")
-    def _default_cmd(self):
-        # The TF images' CMD is `bash -c "... jupyter notebook ..."`, which
-        # would swallow the arguments the hub appends.
-        return ["jupyterhub-singleuser"]
-
-    @default("notebook_dir")
-    def _default_notebook_dir(self):
-        return "/tf"
-
-    @default("remove")
-    def _default_remove(self):
-        # A restarted container would keep its old host config, GPUs included.
-        return True
-
-    @default("prefix")
-    def _default_prefix(self):
-        return "tfspawner"
-
-    @default("client_kwargs")
-    def _default_client_kwargs(self):
-        # urllib3 keeps 10 connections per pool by default; more threads than
-        # that would open and throw away a connection per call.
-        return {"max_pool_size": max(10, self.engine_threads)}
-
-    def _object_name_default(self):
-        # Hub, user and server escaped injectively: two hubs on one engine, or
-        # two users whose names escape alike, never get the same container.
-        parts = [self.hub_name, self.user.name] + ([self.name] if self.name else [])
-        return f"{self.prefix}-{naming.join(*parts)}"
-
-    @validate("image")
-    def _validate_image(self, proposal):
-        # Syntax only: whether pins are required depends on another trait,
-        # which may be loaded later. Settings enforce the pin.
-        try:
-            imageref.parse(proposal.value)
-        except imageref.InvalidImageReference as e:
-            raise ConfigError(f"TFSpawner.image: {e}") from None
-        return proposal.value
 
     # --- the seams -----------------------------------------------------------------
 
