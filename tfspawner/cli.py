@@ -28,13 +28,29 @@ def load_config(config_file: str):
         raise CommandError(f"{config_file}: {cause}") from None
 
 
+SWARM_SPAWNERS = {"tfswarmspawner", "tfspawner.swarmspawner.TFSwarmSpawner"}
+
+
+def on_swarm(config_file: str) -> bool:
+    """Whether the config's spawner_class is TFSwarmSpawner."""
+    spawner_class = load_config(config_file).JupyterHub.get("spawner_class", "")
+    if isinstance(spawner_class, type):
+        spawner_class = f"{spawner_class.__module__}.{spawner_class.__name__}"
+    return spawner_class in SWARM_SPAWNERS
+
+
 def load_spawner(config_file: str):
-    """A TFSpawner configured from a jupyterhub_config.py, as the hub would see it."""
+    """A TFSpawner (or TFSwarmSpawner) configured from a jupyterhub_config.py, as the hub sees it."""
     from .hub import NoUser
     from .spawner import TFSpawner
 
+    spawner_class = TFSpawner
+    if on_swarm(config_file):
+        from .swarmspawner import TFSwarmSpawner
+
+        spawner_class = TFSwarmSpawner
     try:
-        return TFSpawner(config=load_config(config_file), user=NoUser())
+        return spawner_class(config=load_config(config_file), user=NoUser())
     except CommandError:
         raise
     except Exception as e:
@@ -205,6 +221,8 @@ def _owner(text: str) -> Owner:
 def cmd_gpus(args) -> int:
     from . import nvml
 
+    if on_swarm(args.config):
+        return swarm_gpus(args)
     spawner = load_spawner(args.config)
     engine = admin.connect()
     known = known_servers(args.config)
@@ -238,6 +256,51 @@ def cmd_gpus(args) -> int:
         print(
             f"not known to the hub: {who}, GPUs {','.join(record['gpus']) or 'none'}, "
             f"profile {record['profile'] or '-'}, container {record['container']}, "
+            f"since {record['since']}"
+        )
+    return 0
+
+
+def swarm_gpus(args) -> int:
+    """The swarm's GPUs: node, UUID, holder and since when, read from the manager."""
+    from .engine import swarmadmin
+
+    spawner = load_spawner(args.config)
+    engine = swarmadmin.connect(spawner.client_kwargs)
+    known = known_servers(args.config)
+    records = engine.servers(spawner.hub_name)
+    if args.remove:
+        return remove_unknown(engine, _owner(args.remove), records, known)
+    gpus = engine.gpus(spawner.gpu_resource)
+    nodes = {node["ID"] for node, _ in gpus}
+    print(
+        f"pool ({spawner.hub_name}, swarm at {engine.address}): "
+        f"{len(gpus)} GPU(s) on {len(nodes)} node(s)"
+    )
+    holders: dict[str, tuple[str, dict]] = {}
+    unknown = []
+    for record in records:
+        who = f"{record['user']}/{record['server']}" if record["server"] else record["user"]
+        if known is not None and _owner(who) not in known:
+            unknown.append(record)
+            who += " (not known to the hub)"
+        for gpu_id in record["gpus"]:
+            holders[gpu_id] = (who, record)
+    print(f"  {'NODE':<24} {'GPU':<44} {'HOLDER':<24} SINCE")
+    for node, uuid in gpus:
+        where = f"{swarmadmin.node_name(node)} ({node['ID'][:12]})"
+        who, record = holders.get(uuid, ("free", {}))
+        print(f"  {where:<24} {uuid:<44} {who:<24} {swarmadmin.since(record)}")
+    for gpu_id in sorted(set(holders) - {uuid for _, uuid in gpus}):
+        who, record = holders[gpu_id]
+        print(f"  {'?':<24} {gpu_id:<44} {who:<24} {swarmadmin.since(record)} (no node has it)")
+    if known is None:
+        print("The hub database could not be read, so servers it lost are not told apart.")
+    for record in unknown:
+        who = f"{record['user']}/{record['server']}" if record["server"] else record["user"]
+        print(
+            f"not known to the hub: {who}, GPUs {','.join(record['gpus']) or 'none'}, "
+            f"node {(record['node'] or '-')[:12]}, service {record['container']}, "
             f"since {record['since']}"
         )
     return 0
