@@ -367,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gpus_parser.set_defaults(func=cmd_gpus)
     admincmd.add_parser(commands)
+    from . import volumecmd
+
+    volumecmd.add_parser(commands)
     from . import sshproxy  # stdlib only: it also runs alone, on users' machines
 
     sshproxy.add_parsers(commands)

@@ -22,7 +22,17 @@ import time
 
 from traitlets import List, Unicode, default
 
-from . import containerspec, gpupool, hubstate, identity, imageref, messages, profiles, swarmspec
+from . import (
+    containerspec,
+    gpupool,
+    hubstate,
+    identity,
+    imageref,
+    messages,
+    profiles,
+    swarmspec,
+    volumes,
+)
 from .engine.swarmengine import SwarmEngine
 from .errors import spawn_refused
 from .gpupool import GPU, GPUPool
@@ -258,12 +268,22 @@ class TFSwarmSpawner(TFSpawner):
                 return node
         return ""
 
+    async def _moved_home(self) -> str:
+        """The node of the volume's home record, written when an admin moved it."""
+        storage = self.settings.storage
+        volume = volumes.volume_name(
+            self.hub_name, self.user.name, self.name, per_server=storage.per_server
+        )
+        record = await self.engine.config(swarmspec.home_record_name(self.prefix, volume))
+        return (record or {}).get("Labels", {}).get(swarmspec.LABEL_NODE, "")
+
     # --- placement and GPUs --------------------------------------------------------
 
     async def _take_gpus(self, profile: profiles.Profile) -> list[str]:
         """Pick the node and, for a GPU profile, its GPUs, from the cluster-wide pool."""
         state, gpu_nodes = await self._swarm_pool()
         await state.ready()
+        moved = await self._moved_home()
         nodes = await self.engine.nodes()
         await state.observe()
         servers = await self.engine.managed(self.hub_name)
@@ -274,7 +294,7 @@ class TFSwarmSpawner(TFSpawner):
             for node in nodes
             if swarmspec.node_takes_tasks(node) and (node.get("Spec") or {}).get("Role") == "worker"
         ]
-        home = self._home_node()
+        home = moved or self._home_node()
         if home and home not in usable:
             if home in by_id or home in gpu_nodes.values():
                 raise node_down(home)

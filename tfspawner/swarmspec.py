@@ -22,6 +22,7 @@ What a Swarm service can and cannot confine on Engine 20.10 (API 1.41):
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from .containerspec import LABEL_PREFIX, NO_GPU
 GPU_RESOURCE = "NVIDIA-GPU"
 # The node a server's named volume lives on; its next start goes back there.
 LABEL_NODE = LABEL_PREFIX + "node"
+# On a home record: the volume it places (``tfspawner volumes move`` writes it).
+LABEL_VOLUME = LABEL_PREFIX + "volume"
 SHM_PATH = "/dev/shm"
 _USER = re.compile(r"^(\d+):(\d+)$")
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -378,3 +381,15 @@ def task_verdict(task: Mapping[str, Any], node: Mapping[str, Any] | None = None)
     if state in {"complete", "shutdown", "remove"}:
         return TaskVerdict("stopped", "Your server has stopped.", final=True)
     return TaskVerdict("failed", f"Your server is in an unknown state ({state!r}).", final=True)
+
+
+# --- home records ---------------------------------------------------------------
+
+
+def home_record_name(prefix: str, volume: str) -> str:
+    """The Swarm config naming the node that holds ``volume`` after a move.
+
+    A config, because every manager sees it and the hub's next start reads it
+    without its database: it wins over the node in the server's saved state.
+    """
+    return f"{prefix}-home-{hashlib.sha256(volume.encode()).hexdigest()[:20]}"

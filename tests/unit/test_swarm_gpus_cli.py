@@ -53,3 +53,32 @@ def test_gpus_on_a_swarm_lists_node_uuid_holder_since(tmp_path, monkeypatch, cap
     assert "gpu1 (node1abcdefg)" in free and "free" in free
     (held,) = [line for line in out.splitlines() if "GPU-b" in line]
     assert "ann" in held and "2026-01-02T03:04:05" in held
+
+
+def test_home_record_names_are_stable_and_per_volume():
+    from tfspawner import swarmspec
+
+    name = swarmspec.home_record_name("jupyter", "tfspawner-hub-ann")
+    assert name == swarmspec.home_record_name("jupyter", "tfspawner-hub-ann")
+    assert name != swarmspec.home_record_name("jupyter", "tfspawner-hub-bob")
+    assert name.startswith("jupyter-home-")
+
+
+def test_volumes_move_finds_nodes_by_id_prefix_or_unique_hostname():
+    import pytest
+
+    from tfspawner.errors import CommandError
+    from tfspawner.volumecmd import find_node
+
+    nodes = [
+        {"ID": "abc123", "Description": {"Hostname": "gpu1"}},
+        {"ID": "abd456", "Description": {"Hostname": "vm"}},
+        {"ID": "xyz789", "Description": {"Hostname": "vm"}},
+    ]
+    assert find_node(nodes, "abc123")["ID"] == "abc123"
+    assert find_node(nodes, "abd")["ID"] == "abd456"
+    assert find_node(nodes, "gpu1")["ID"] == "abc123"
+    with pytest.raises(CommandError, match="2 nodes"):
+        find_node(nodes, "vm")
+    with pytest.raises(CommandError, match="no node"):
+        find_node(nodes, "nope")

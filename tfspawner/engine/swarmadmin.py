@@ -7,8 +7,12 @@ throwaway helper services pinned to that node.
 
 from __future__ import annotations
 
+import contextlib
+import re
+import time
+
 import docker
-from docker.errors import DockerException
+from docker.errors import APIError, DockerException, NotFound
 
 from .. import containerspec, swarmspec
 from ..errors import CommandError
@@ -84,5 +88,245 @@ class SwarmAdmin:
         self.client.api.remove_service(service_id)
 
 
+# The helpers run Python from the server image itself: nothing else is known
+# to be on every node. The receiver refuses a volume that already has files.
+RECEIVE = r"""
+import os, socket, sys, tarfile
+if os.listdir("/dst"):
+    print("NOT-EMPTY", flush=True)
+    sys.exit(3)
+server = socket.create_server(("", PORT))
+server.settimeout(300)
+conn, _ = server.accept()
+# Owners and modes as they were: the user's files must stay theirs.
+trusted = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
+with conn.makefile("rb") as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
+    count = 0
+    for member in archive:
+        archive.extract(member, "/dst", numeric_owner=True, **trusted)
+        count += 1
+print(f"RECEIVED {count}", flush=True)
+"""
+SEND = r"""
+import socket, tarfile, time
+deadline = time.monotonic() + 120
+while True:
+    try:
+        conn = socket.create_connection((TARGET, PORT), timeout=5)
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(1)
+count = 0
+def counted(member):
+    global count
+    count += 1
+    return member
+with conn.makefile("wb") as stream:
+    with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+        archive.add("/src", arcname=".", filter=counted)
+conn.shutdown(socket.SHUT_WR)
+print(f"SENT {count}", flush=True)
+"""
+# Removes a volume through the node's own engine once no container uses it.
+REMOVE = r"""
+import http.client, socket, sys, time
+class Unix(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect("/var/run/docker.sock")
+deadline = time.monotonic() + 60
+while True:
+    api = Unix("localhost")
+    api.request("DELETE", "/volumes/" + VOLUME)
+    status = api.getresponse().status
+    if status in (204, 404) or time.monotonic() > deadline:
+        print(f"REMOVE {status}", flush=True)
+        sys.exit(0 if status in (204, 404) else 1)
+    time.sleep(1)
+"""
+PORT = 7070
+_ENDS = {"complete", "failed", "rejected", "shutdown", "orphaned", "remove"}
+
+
 def since(record: dict) -> str:
     return record["since"][:19] if record.get("since") else "-"
+
+
+class MoveFailed(CommandError):
+    pass
+
+
+def _script(template: str, **values) -> str:
+    head = "".join(f"{key} = {value!r}\n" for key, value in values.items())
+    return head + template
+
+
+class Helpers:
+    """Throwaway helper services of one move: pinned to a node, run once, removed."""
+
+    def __init__(self, admin: SwarmAdmin, image: str, labels: dict, network: str):
+        self.admin, self.image, self.labels, self.network = admin, image, labels, network
+        self.made: list[str] = []
+
+    def run(self, name: str, node_id: str, script: str, mounts: list[dict]) -> str:
+        api = self.admin.client.api
+        task = docker.types.TaskTemplate(
+            container_spec=docker.types.ContainerSpec(
+                self.image,
+                command=["python3", "-c", script],
+                user="0:0",
+                labels=self.labels,
+                env={"NVIDIA_VISIBLE_DEVICES": "void"},
+                mounts=mounts,
+            ),
+            restart_policy=docker.types.RestartPolicy(condition="none"),
+            placement=docker.types.Placement(constraints=[f"node.id=={node_id}"]),
+            networks=[docker.types.NetworkAttachmentConfig(self.network)] if self.network else [],
+        )
+        created = api.create_service(
+            task,
+            name=name,
+            labels=self.labels,
+            endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
+        )
+        self.made.append(created["ID"])
+        return created["ID"]
+
+    def state(self, service_id: str) -> tuple[str, str]:
+        task = newest_task(self.admin.client.api.tasks(filters={"service": service_id}))
+        status = (task or {}).get("Status") or {}
+        return status.get("State", "new"), status.get("Err", "")
+
+    def wait(self, service_id: str, timeout: float) -> tuple[str, str]:
+        """The helper's final task state and its error, once it has ended."""
+        api = self.admin.client.api
+        deadline = time.monotonic() + timeout
+        while True:
+            task = newest_task(api.tasks(filters={"service": service_id}))
+            status = (task or {}).get("Status") or {}
+            if status.get("State") in _ENDS:
+                return status["State"], status.get("Err", "")
+            if time.monotonic() > deadline:
+                return status.get("State", "new"), "did not end in time"
+            time.sleep(0.5)
+
+    def logs(self, service_id: str) -> str:
+        try:
+            raw = self.admin.client.api.service_logs(service_id, stdout=True, stderr=True)
+            return b"".join(raw).decode(errors="replace")
+        except APIError:
+            return ""
+
+    def remove_all(self) -> None:
+        for service_id in self.made:
+            with contextlib.suppress(NotFound):
+                self.admin.client.api.remove_service(service_id)
+        self.made = []
+
+
+def _count(word: str, logs: str) -> int | None:
+    found = re.search(rf"{word} (\d+)", logs)
+    return int(found.group(1)) if found else None
+
+
+def move_volume(
+    admin: SwarmAdmin,
+    *,
+    volume: str,
+    source: str,
+    target: str,
+    image: str,
+    labels: dict,
+    volume_labels: dict,
+    network: str,
+    name: str,
+    remove_old: bool,
+    timeout: float = 600,
+) -> dict:
+    """Copy ``volume`` from node ``source`` to node ``target`` with owners and modes.
+
+    A receiver service on ``target`` mounts the (new, empty) volume and takes a
+    tar stream over ``network`` from a sender on ``source``, which mounts the
+    old volume read-only. The old volume stays unless ``remove_old``, and is
+    removed only after both helpers ended well and agree on the file count.
+    """
+    helpers = Helpers(admin, image, labels, network)
+    receiver_name, sender_name = f"{name}-to", f"{name}-from"
+    try:
+        receiver = helpers.run(
+            receiver_name,
+            target,
+            _script(RECEIVE, PORT=PORT),
+            [docker.types.Mount("/dst", volume, type="volume", labels=volume_labels, no_copy=True)],
+        )
+        sender = helpers.run(
+            sender_name,
+            source,
+            _script(SEND, TARGET=receiver_name, PORT=PORT),
+            [docker.types.Mount("/src", volume, type="volume", read_only=True, no_copy=True)],
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            sent_state, sent_err = helpers.state(sender)
+            got_state, got_err = helpers.state(receiver)
+            # A receiver that refused ends the move; the sender would only wait for it.
+            ended = sent_state in _ENDS and got_state in _ENDS
+            if ended or got_state in _ENDS - {"complete"} or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        got_logs = helpers.logs(receiver)
+        if "NOT-EMPTY" in got_logs:
+            raise MoveFailed(
+                f"volume {volume} already has files on the target node; nothing was copied "
+                "(move or remove it there first)"
+            )
+        if sent_state != "complete" or got_state != "complete":
+            raise MoveFailed(
+                f"copying volume {volume} failed (sender {sent_state}: {sent_err or '-'}; "
+                f"receiver {got_state}: {got_err or '-'}); the old volume is untouched"
+            )
+        sent = _count("SENT", helpers.logs(sender))
+        received = _count("RECEIVED", got_logs)
+        if sent is not None and received is not None and sent != received:
+            raise MoveFailed(
+                f"copying volume {volume}: {sent} entries sent but {received} received; "
+                "the old volume is untouched"
+            )
+        helpers.remove_all()
+        removed = False
+        if remove_old:
+            remover = helpers.run(
+                f"{name}-rm",
+                source,
+                _script(REMOVE, VOLUME=volume),
+                [docker.types.Mount("/var/run/docker.sock", "/var/run/docker.sock", type="bind")],
+            )
+            state, err = helpers.wait(remover, 120)
+            removed = state == "complete"
+            if not removed:
+                raise MoveFailed(
+                    f"volume {volume} was copied, but removing the old one failed "
+                    f"({state}: {err or '-'}); remove it on its node with docker volume rm"
+                )
+        return {"entries": received if received is not None else sent, "removed_old": removed}
+    finally:
+        helpers.remove_all()
+
+
+def set_home(admin: SwarmAdmin, record: str, node_id: str, labels: dict) -> None:
+    """Write the home record: a config whose label names the node (configs never change)."""
+    api = admin.client.api
+    with contextlib.suppress(NotFound):
+        api.remove_config(record)
+    api.create_config(record, node_id.encode(), labels={**labels})
+
+
+def home_of(admin: SwarmAdmin, record: str) -> str:
+    """The node of a home record, or empty."""
+    try:
+        found = admin.client.api.inspect_config(record)
+    except NotFound:
+        return ""
+    return (found["Spec"].get("Labels") or {}).get(swarmspec.LABEL_NODE, "")
