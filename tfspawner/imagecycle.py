@@ -11,7 +11,7 @@ import datetime
 import os
 import sys
 
-from . import catalogue, cli, containerspec, imageref, registryauth
+from . import adminview, catalogue, cli, containerspec, imageref, registryauth
 from .engine import admin
 from .errors import CommandError
 
@@ -177,8 +177,18 @@ def cmd_status(args) -> int:
     servers = admin.connect().servers(spawner.hub_name)
     pins = {alias: str(ref) for alias, ref in refs.items()}
     stale = catalogue.stale_servers(servers, {p.slug: p.image for p in profiles}, pins)
-    for alias, ref in sorted(refs.items()):
-        print(f"{alias}: current pin {ref}")
+    # The admin page's images table, as text.
+    images = adminview.images_view(refs, stale, spawner.image_catalogue_file)
+    for entry in images["aliases"]:
+        source = f"catalogue, built {entry['built']}" if entry["built"] else entry["source"]
+        print(
+            f"{entry['alias']}: current pin {entry['image']} ({source}; "
+            f"{entry['stale']} running server(s) on an older pin)"
+        )
+    if images["catalogue_file"]:
+        print(
+            f"catalogue {images['catalogue_file']} last rebuilt: {images['last_rebuilt'] or 'never'}"
+        )
     for server in stale:
         who = f"{server['user']}/{server['server']}" if server["server"] else server["user"]
         running = server["image"] or "(unlabelled)"

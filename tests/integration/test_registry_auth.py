@@ -268,6 +268,8 @@ async def test_rebuild_cycle_moves_new_starts_keeps_running_servers_and_rolls_ba
             result.stdout
         )
         assert "1 of 2 running server(s)" in result.stdout
+        assert "; 1 running server(s) on an older pin)" in result.stdout
+        assert "last rebuilt:" in result.stdout
         async with hub.client() as c:
             view = (await c.get("/hub/api/tfspawner/gpus")).json()
         assert [(s["user"], s["image"], s["current"]) for s in view["stale_images"]] == [
