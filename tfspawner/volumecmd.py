@@ -137,6 +137,7 @@ def cmd_volumes_move(args) -> int:
         network=spawner.network_name,
         name=name,
         remove_old=args.remove_old,
+        node_socket=args.node_socket,
     )
     swarmadmin.set_home(
         admin,
@@ -184,6 +185,12 @@ def add_parser(subcommands) -> None:
         action="store_true",
         help="remove the old volume after a complete copy (a helper on its node uses the "
         "node's Docker socket); kept otherwise",
+    )
+    move.add_argument(
+        "--node-socket",
+        default="/var/run/docker.sock",
+        metavar="PATH",
+        help="with --remove-old: the Docker socket's path on the old node",
     )
     move.add_argument("-f", "--config", default="jupyterhub_config.py")
     move.set_defaults(func=cmd_volumes_move)

@@ -70,3 +70,19 @@ async def test_a_volume_moved_to_another_node_goes_with_the_next_start(
         r = await c.get("/user/gail/api/contents/moved.txt")
         assert r.status_code == 200, r.text
         assert r.json()["content"] == "came along"
+
+    # Back to the old node: its old volume still has files, so nothing is overwritten.
+    await hub.stop_server("gail")
+    back = ["volumes", "move", "gail", "--to", old, "-f", config]
+    assert await asyncio.to_thread(cli.main, back) == 1
+    assert "already has files" in capsys.readouterr().err
+    # --remove-old removes the source only after a complete copy (here to the manager).
+    manager_id = next(n.id for n in swarm.nodes if n.name == "manager")
+    # Each test bed node's engine listens on its own socket, not /var/run/docker.sock.
+    socket = swarm.node(new).host.removeprefix("unix://")
+    away = ["volumes", "move", "gail", "--to", manager_id, "--remove-old", "-f", config]
+    away += ["--node-socket", socket]
+    assert await asyncio.to_thread(cli.main, away) == 0, capsys.readouterr().err
+    assert "old volume was removed" in capsys.readouterr().out
+    assert volumes_on(swarm, new, hub.hub_name) == []
+    assert volumes_on(swarm, manager_id, hub.hub_name)

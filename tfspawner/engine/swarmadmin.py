@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 import time
 
 import docker
@@ -105,6 +106,9 @@ with conn.makefile("rb") as stream, tarfile.open(fileobj=stream, mode="r|") as a
     for member in archive:
         archive.extract(member, "/dst", numeric_owner=True, **trusted)
         count += 1
+    # Read the archive's end padding too, so the sender never writes into a closed socket.
+    while stream.read(65536):
+        pass
 print(f"RECEIVED {count}", flush=True)
 """
 SEND = r"""
@@ -135,15 +139,16 @@ import http.client, socket, sys, time
 class Unix(http.client.HTTPConnection):
     def connect(self):
         self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect("/var/run/docker.sock")
+        self.sock.connect("/docker.sock")
 deadline = time.monotonic() + 60
 while True:
     api = Unix("localhost")
     api.request("DELETE", "/volumes/" + VOLUME)
     status = api.getresponse().status
+    # 404: this engine never had the volume, so it is not the node's own engine.
     if status in (204, 404) or time.monotonic() > deadline:
         print(f"REMOVE {status}", flush=True)
-        sys.exit(0 if status in (204, 404) else 1)
+        sys.exit(0 if status == 204 else 1)
     time.sleep(1)
 """
 PORT = 7070
@@ -180,6 +185,8 @@ class Helpers:
                 labels=self.labels,
                 env={"NVIDIA_VISIBLE_DEVICES": "void"},
                 mounts=mounts,
+                # Python as PID 1 would ignore the SIGTERM of a removal.
+                init=True,
             ),
             restart_policy=docker.types.RestartPolicy(condition="none"),
             placement=docker.types.Placement(constraints=[f"node.id=={node_id}"]),
@@ -243,6 +250,7 @@ def move_volume(
     network: str,
     name: str,
     remove_old: bool,
+    node_socket: str = "/var/run/docker.sock",
     timeout: float = 600,
 ) -> dict:
     """Copy ``volume`` from node ``source`` to node ``target`` with owners and modes.
@@ -250,9 +258,12 @@ def move_volume(
     A receiver service on ``target`` mounts the (new, empty) volume and takes a
     tar stream over ``network`` from a sender on ``source``, which mounts the
     old volume read-only. The old volume stays unless ``remove_old``, and is
-    removed only after both helpers ended well and agree on the file count.
+    removed only after both helpers ended well and agree on the file count,
+    through the old node's engine at ``node_socket`` (a path on that node).
     """
     helpers = Helpers(admin, image, labels, network)
+    # Names of this attempt only: a helper of an earlier one may still be stopping.
+    name = f"{name}-{secrets.token_hex(4)}"
     receiver_name, sender_name = f"{name}-to", f"{name}-from"
     try:
         receiver = helpers.run(
@@ -283,9 +294,11 @@ def move_volume(
                 "(move or remove it there first)"
             )
         if sent_state != "complete" or got_state != "complete":
+            said = (helpers.logs(sender) + got_logs).strip().splitlines()[-3:]
             raise MoveFailed(
                 f"copying volume {volume} failed (sender {sent_state}: {sent_err or '-'}; "
-                f"receiver {got_state}: {got_err or '-'}); the old volume is untouched"
+                f"receiver {got_state}: {got_err or '-'}; {' / '.join(said) or 'no output'}); "
+                "the old volume is untouched"
             )
         sent = _count("SENT", helpers.logs(sender))
         received = _count("RECEIVED", got_logs)
@@ -301,7 +314,7 @@ def move_volume(
                 f"{name}-rm",
                 source,
                 _script(REMOVE, VOLUME=volume),
-                [docker.types.Mount("/var/run/docker.sock", "/var/run/docker.sock", type="bind")],
+                [docker.types.Mount("/docker.sock", node_socket, type="bind")],
             )
             state, err = helpers.wait(remover, 120)
             removed = state == "complete"
