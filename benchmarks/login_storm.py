@@ -182,6 +182,12 @@ async def run_n(n: int, index: int, env: dict, client, workdir: Path, args) -> l
     extra = {k: trace_config(v) if args.trace else "" for k, v in traces.items()}
     if args.engine_threads:
         extra = {k: v + engine_threads_config(args.engine_threads) for k, v in extra.items()}
+    if args.notebook_dir:
+        # Later assignments win over the configs' /home/jovyan.
+        extra[TF] += f"c.TFSpawner.notebook_dir = {args.notebook_dir!r}\n"
+        extra[DS] += f"c.DockerSpawner.notebook_dir = {args.notebook_dir!r}\n"
+    if args.ds_user:
+        extra[DS] += f"c.DockerSpawner.extra_create_kwargs = {{'user': {args.ds_user!r}}}\n"
     try:
         tf_hub = common.start_hub(
             workdir / f"n{n}-tf",
@@ -432,6 +438,10 @@ def parse_args(argv=None):
     )
     parser.add_argument("--tf-image", help="TFSpawner's image (default TFSPAWNER_TEST_IMAGE)")
     parser.add_argument("--ds-image", help="DockerSpawner's image (default TFSPAWNER_TEST_IMAGE)")
+    parser.add_argument("--notebook-dir", help="both spawners' notebook_dir (default /home/jovyan)")
+    parser.add_argument(
+        "--ds-user", help="uid:gid DockerSpawner's containers run as, for images whose USER is root"
+    )
     return parser.parse_args(argv)
 
 
