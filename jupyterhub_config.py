@@ -29,6 +29,13 @@
 #                   TFSPAWNER_{CPU,GPU}_SERVER_{CPUS,MEM,SHM}, TFSPAWNER_START_TIMEOUT,
 #                   TFSPAWNER_{CPU,GPU}_SERVER_ENV (NAME=value;NAME2=value: variables
 #                   for every server of that profile, e.g. a course's data URL)
+#   Swarm           TFSPAWNER_ENGINE (docker | swarm: TFSwarmSpawner, one
+#                   service per server; docs/swarm.md),
+#                   TFSPAWNER_SWARM_MANAGER_URL (default: DOCKER_HOST or the
+#                   local socket), TFSPAWNER_SWARM_GPU_RESOURCE (default
+#                   NVIDIA-GPU), TFSPAWNER_SWARM_NODE_CONSTRAINTS (comma-separated);
+#                   on a swarm the GPU profile is offered when TFSPAWNER_IMAGE_GPU
+#                   is set, and the GPUs come from the nodes, not TFSPAWNER_GPU_POOL
 #   Load            TFSPAWNER_CONCURRENT_SPAWN_LIMIT, TFSPAWNER_ACTIVE_SERVER_LIMIT,
 #                   TFSPAWNER_NAMED_SERVER_LIMIT
 #   SSH             TFSPAWNER_SSH (1: ssh into your own server through the hub)
@@ -259,20 +266,33 @@ else:
     )
 
 # --- Servers -------------------------------------------------------------------
-c.JupyterHub.spawner_class = "tfspawner"
+ENGINE = env("TFSPAWNER_ENGINE", "docker")
+if ENGINE not in ("docker", "swarm"):
+    raise ConfigError(f"TFSPAWNER_ENGINE must be docker or swarm, not {ENGINE!r}")
+ON_SWARM = ENGINE == "swarm"
+c.JupyterHub.spawner_class = "tfswarmspawner" if ON_SWARM else "tfspawner"
 # Two hubs on one Docker engine need different names: containers, GPU
 # assignments and volumes are found by it.
 c.TFSpawner.hub_name = env("TFSPAWNER_HUB_NAME", "local" if LOCAL_MODE else "jupyterhub")
 
-# Fake GPUs only exist behind the test bed's stand-in NVIDIA hook.
-# "auto" asks NVML; in a container that needs deploy/compose.gpu.yaml.
-GPU_POOL = env("TFSPAWNER_GPU_POOL", "0,1" if LOCAL_MODE else "")
-if GPU_POOL == "auto":
-    c.TFSpawner.gpu_pool = "auto"
+if ON_SWARM:
+    if LOCAL_MODE:
+        raise ConfigError("TFSPAWNER_ENGINE=swarm has no local mode; unset TFSPAWNER_LOCAL_MODE")
+    c.TFSwarmSpawner.manager_url = env("TFSPAWNER_SWARM_MANAGER_URL", "")
+    c.TFSwarmSpawner.gpu_resource = env("TFSPAWNER_SWARM_GPU_RESOURCE", "NVIDIA-GPU")
+    c.TFSwarmSpawner.node_constraints = env_list("TFSPAWNER_SWARM_NODE_CONSTRAINTS")
+    # The nodes advertise the GPUs; a GPU image is what says the lab wants them.
+    HAS_GPUS = bool(env("TFSPAWNER_IMAGE_GPU"))
 else:
-    c.TFSpawner.gpu_pool = env_list("TFSPAWNER_GPU_POOL", GPU_POOL)
-# Without a pool the hub offers the CPU profile only.
-HAS_GPUS = bool(GPU_POOL)
+    # Fake GPUs only exist behind the test bed's stand-in NVIDIA hook.
+    # "auto" asks NVML; in a container that needs deploy/compose.gpu.yaml.
+    GPU_POOL = env("TFSPAWNER_GPU_POOL", "0,1" if LOCAL_MODE else "")
+    if GPU_POOL == "auto":
+        c.TFSpawner.gpu_pool = "auto"
+    else:
+        c.TFSpawner.gpu_pool = env_list("TFSPAWNER_GPU_POOL", GPU_POOL)
+    # Without a pool the hub offers the CPU profile only.
+    HAS_GPUS = bool(GPU_POOL)
 
 # Images are pinned by digest (`tfspawner images pin REF` prints the pinned
 # form); deploy/images builds them from the official TF 2.9 Jupyter images.
