@@ -246,6 +246,15 @@ class HubState:
 _states: dict[str, HubState] = {}
 
 
+def register(state: HubState) -> None:
+    """Make ``state`` the process's one state for its hub, built by a spawner of its own.
+
+    TFSwarmSpawner builds its pool from the nodes; the admin page and the hub's
+    start-up then find that state by name, as they find TFSpawner's.
+    """
+    _states[state.hub_name] = state
+
+
 def of(settings: Settings, engine: Engine, log: logging.Logger) -> HubState:
     """The process's one state for ``settings.hub_name``."""
     state = _states.get(settings.hub_name)

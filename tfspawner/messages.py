@@ -138,3 +138,35 @@ def exit_reason(state: dict, memory: int | None) -> str:
         f"Your server stopped unexpectedly (exit code {state.get('ExitCode')}). "
         "Your saved files are safe; start it again."
     )
+
+
+# --- on a swarm ------------------------------------------------------------------
+
+
+def node_down(node_id: str) -> Exception:
+    return spawn_refused(
+        f"The node that holds your files ({node_id[:12]}) is down or drained, so your "
+        "server cannot start there; please tell an admin. Your saved files are safe on it.",
+        reason="node-down",
+        status_code=503,
+    )
+
+
+def task_refused(message: str, final_refusal: bool) -> Exception:
+    """A task the swarm refused (503: trying later may help) or that failed (500)."""
+    return spawn_refused(message, reason="swarm", status_code=503 if final_refusal else 500)
+
+
+def service_vanished() -> str:
+    return "Your server's service vanished while starting."
+
+
+def no_address(network: str) -> str:
+    return f"Your server has no address on the network {network}."
+
+
+NO_WORKER = "no ready worker node in the swarm"
+HOST_ROOT_ON_SWARM = (
+    "TFSpawner.volume_host_root is a directory of one host; on a swarm use named "
+    "volumes (optionally NFS-backed through the local driver)"
+)

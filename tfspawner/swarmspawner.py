@@ -34,7 +34,6 @@ from . import (
     volumes,
 )
 from .engine.swarmengine import SwarmEngine
-from .errors import spawn_refused
 from .gpupool import GPU, GPUPool
 from .spawner import TFSpawner
 from .volumes import HostDirectory
@@ -55,19 +54,11 @@ _pool_lock = asyncio.Lock()
 _recent_picks: dict[str, list[float]] = {}
 
 
-def node_down(node_id: str) -> Exception:
-    return spawn_refused(
-        f"The node that holds your files ({node_id[:12]}) is down or drained, so your "
-        "server cannot start there; please tell an admin. Your saved files are safe on it.",
-        reason="node-down",
-        status_code=503,
-    )
+node_down = messages.node_down
 
 
 def task_refused(verdict: swarmspec.TaskVerdict) -> Exception:
-    return spawn_refused(
-        verdict.message, reason="swarm", status_code=503 if verdict.state == "refused" else 500
-    )
+    return messages.task_refused(verdict.message, verdict.state == "refused")
 
 
 def passwd_config(name: str, uid: int, gid: int, home: str) -> tuple[str, bytes, bytes]:
@@ -233,7 +224,7 @@ class TFSwarmSpawner(TFSpawner):
                     ]
                     state = hubstate.HubState(name, GPUPool(gpus), self.engine, self.log)
                     # The admin page and the hub's start-up read the same state.
-                    hubstate._states[name] = state
+                    hubstate.register(state)
                     _pools[name] = (state, {g.uuid: g.node_id for g in found})
                     self.log.info(
                         "TFSwarmSpawner: %d GPU(s) on %d node(s) in the pool",
@@ -317,7 +308,7 @@ class TFSwarmSpawner(TFSpawner):
             state.publish()
             self.gpu_ids = ids
         if node is None:
-            raise messages.misconfigured("no ready worker node in the swarm")
+            raise messages.misconfigured(messages.NO_WORKER)
         _recent_picks.setdefault(node, []).append(now)
         self._node = node
         if self.gpu_ids:
@@ -351,10 +342,7 @@ class TFSwarmSpawner(TFSpawner):
 
     async def _prepare_storage(self, plan) -> bool:
         if isinstance(plan.storage, HostDirectory):
-            raise messages.misconfigured(
-                "TFSpawner.volume_host_root is a directory of one host; on a swarm use named "
-                "volumes (optionally NFS-backed through the local driver)"
-            )
+            raise messages.misconfigured(messages.HOST_ROOT_ON_SWARM)
         # The node makes the volume when the task mounts it, with the image's notebook
         # directory copied in (world-writable in the TF images) and the volume labels.
         return False
@@ -412,11 +400,7 @@ class TFSwarmSpawner(TFSpawner):
         while True:
             view = await self.get_object()
             if view is None:
-                raise task_refused(
-                    swarmspec.TaskVerdict(
-                        "failed", "Your server's service vanished while starting."
-                    )
-                )
+                raise task_refused(swarmspec.TaskVerdict("failed", messages.service_vanished()))
             verdict = view["Verdict"]
             if verdict.state == "running":
                 break
@@ -458,9 +442,7 @@ class TFSwarmSpawner(TFSpawner):
         address = view and swarmspec.task_address(view["Task"] or {}, self.network_name)
         if not address:
             raise task_refused(
-                swarmspec.TaskVerdict(
-                    "failed", f"Your server has no address on the network {self.network_name}."
-                )
+                swarmspec.TaskVerdict("failed", messages.no_address(self.network_name))
             )
         return address, self.port
 
