@@ -433,7 +433,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--boot-slots",
         type=int,
-        help="TFSpawner.boot_slots (default: unset, one slot per engine CPU); a large number "
+        help="TFSpawner.boot_slots (default: unset, two slots per engine CPU); a large number "
         "turns the boot queue off",
     )
     parser.add_argument("--tf-image", help="TFSpawner's image (default TFSPAWNER_TEST_IMAGE)")

@@ -207,10 +207,11 @@ class TFSpawnerConfig(HasTraits):
         A server holds its slot from just before its container starts until it
         answers HTTP, fails, is stopped or times out. Servers that boot together
         share the CPU, so letting fewer boot at once gets the first students in
-        sooner and, on a busy host, even the last one. 0 (the default) is one
-        slot per CPU of the engine (``docker info``); the queue then lends a slot
-        while a booting server is mostly waiting rather than computing, so CPUs
-        are not left idle.
+        sooner and, on a busy host, even the last one. 0 (the default) is two
+        slots per CPU of the engine (``docker info``), because part of a boot is
+        spent waiting on the engine; the queue also lends a slot while a boot
+        has taken more than twice the recent median (it is mostly waiting, not
+        computing), up to twice the slots, so CPUs are not left idle.
 
         Example: ``c.TFSpawner.boot_slots = 4`` on a host whose servers need a
         whole core each to boot.

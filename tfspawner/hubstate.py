@@ -36,11 +36,13 @@ class HubState:
     _queue: bootqueue.BootQueue | None = None
 
     async def boot_queue(self, slots: int) -> bootqueue.BootQueue:
-        """The hub's one boot queue; ``slots`` 0 means one per CPU of the engine."""
+        """The hub's one boot queue; ``slots`` 0 means two per CPU of the engine."""
         if self._queue is None:
             if not slots:
                 info = await self.engine.call("info")
-                slots = max(1, int(info.get("NCPU") or 1))
+                # A boot also waits on the engine (create, start, the first
+                # request), so one per CPU would leave CPUs idle.
+                slots = 2 * max(1, int(info.get("NCPU") or 1))
             if self._queue is None:
                 self._queue = bootqueue.BootQueue(slots)
                 self.log.info("TFSpawner: %d server(s) boot at once", slots)
