@@ -249,15 +249,9 @@ def cmd_gpus(args) -> int:
         print(f"  {gpu.id:>6}  {holders.get(gpu.id, 'free')}")
     for gpu_id in sorted(set(holders) - {g.id for g in gpus}):
         print(f"  {gpu_id:>6}  {holders[gpu_id]} (not in the configured pool)")
-    if known is None:
-        print("The hub database could not be read, so servers it lost are not told apart.")
-    for record in unknown:
-        who = f"{record['user']}/{record['server']}" if record["server"] else record["user"]
-        print(
-            f"not known to the hub: {who}, GPUs {','.join(record['gpus']) or 'none'}, "
-            f"profile {record['profile'] or '-'}, container {record['container']}, "
-            f"since {record['since']}"
-        )
+    _report_unknown(
+        known, unknown, lambda r: f"profile {r['profile'] or '-'}, container {r['container']}"
+    )
     return 0
 
 
@@ -294,16 +288,22 @@ def swarm_gpus(args) -> int:
     for gpu_id in sorted(set(holders) - {uuid for _, uuid in gpus}):
         who, record = holders[gpu_id]
         print(f"  {'?':<24} {gpu_id:<44} {who:<24} {swarmadmin.since(record)} (no node has it)")
+    _report_unknown(
+        known, unknown, lambda r: f"node {(r['node'] or '-')[:12]}, service {r['container']}"
+    )
+    return 0
+
+
+def _report_unknown(known: set | None, unknown: list[dict], where) -> None:
+    """The servers the hub does not know, one line each; ``where`` says where each runs."""
     if known is None:
         print("The hub database could not be read, so servers it lost are not told apart.")
     for record in unknown:
         who = f"{record['user']}/{record['server']}" if record["server"] else record["user"]
         print(
             f"not known to the hub: {who}, GPUs {','.join(record['gpus']) or 'none'}, "
-            f"node {(record['node'] or '-')[:12]}, service {record['container']}, "
-            f"since {record['since']}"
+            f"{where(record)}, since {record['since']}"
         )
-    return 0
 
 
 def remove_unknown(engine: admin.AdminEngine, owner, records: list[dict], known: set | None) -> int:

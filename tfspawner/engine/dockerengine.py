@@ -33,7 +33,7 @@ CREATED_GRACE_S = 300
 HELPER_TIMEOUT_S = 120
 
 _executors: dict[str, ThreadPoolExecutor] = {}
-_engines: dict[int, DockerEngine] = {}
+_engines: dict[tuple, ThreadedEngine] = {}
 
 
 def shared_executor(purpose: str, threads: int) -> ThreadPoolExecutor:
@@ -75,28 +75,38 @@ def _gpu_facts(info: dict) -> dict:
     }
 
 
-class DockerEngine:
-    """The hub's Docker engine; one per client, shared by every spawner in the process."""
+class ThreadedEngine:
+    """An engine client whose blocking calls run on a shared thread pool; one per client."""
+
+    pool = "engine"
 
     def __init__(self, client, threads: int, log: logging.Logger | None = None):
         self.client = client
-        self.executor = shared_executor("engine", threads)
+        self.executor = shared_executor(self.pool, threads)
         self.log = log or logging.getLogger("tfspawner")
-        self._image_lookups: dict[str, _ImageLookup] = {}
-        self._reads: dict[tuple, asyncio.Future] = {}
-        self._gpu_facts: dict[str, dict] = {}
-        self._holders_read: asyncio.Future | None = None
 
     @classmethod
-    def shared(cls, client, threads: int, log: logging.Logger | None = None) -> DockerEngine:
-        engine = _engines.get(id(client))
+    def shared(cls, client, threads: int, log: logging.Logger | None = None):
+        key = (cls, id(client))
+        engine = _engines.get(key)
         if engine is None or engine.client is not client:
-            engine = _engines[id(client)] = cls(client, threads, log)
+            engine = _engines[key] = cls(client, threads, log)
         return engine
 
     async def call(self, method: str, *args, **kwargs):
         function = getattr(self.client, method)
         return await asyncio.wrap_future(self.executor.submit(function, *args, **kwargs))
+
+
+class DockerEngine(ThreadedEngine):
+    """The hub's Docker engine; one per client, shared by every spawner in the process."""
+
+    def __init__(self, client, threads: int, log: logging.Logger | None = None):
+        super().__init__(client, threads, log)
+        self._image_lookups: dict[str, _ImageLookup] = {}
+        self._reads: dict[tuple, asyncio.Future] = {}
+        self._gpu_facts: dict[str, dict] = {}
+        self._holders_read: asyncio.Future | None = None
 
     # --- servers -------------------------------------------------------------------
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from docker.errors import APIError, NotFound
 
 from .. import containerspec, swarmspec
-from .dockerengine import shared_executor
+from .dockerengine import ThreadedEngine
 
 # A task that may still come up, or is up: its service holds what it was given.
 _LIVE = {"running", "starting"}
@@ -84,24 +83,10 @@ def listed_state(view: Mapping[str, Any]) -> str:
     return "running" if status in _LIVE else "exited"
 
 
-class SwarmEngine:
+class SwarmEngine(ThreadedEngine):
     """A Swarm manager; one per client, shared by every spawner in the process."""
 
-    def __init__(self, client, threads: int, log: logging.Logger | None = None):
-        self.client = client
-        self.executor = shared_executor("swarm", threads)
-        self.log = log or logging.getLogger("tfspawner")
-
-    @classmethod
-    def shared(cls, client, threads: int, log: logging.Logger | None = None) -> SwarmEngine:
-        engine = _engines.get(id(client))
-        if engine is None or engine.client is not client:
-            engine = _engines[id(client)] = cls(client, threads, log)
-        return engine
-
-    async def call(self, method: str, *args, **kwargs):
-        function = getattr(self.client, method)
-        return await asyncio.wrap_future(self.executor.submit(function, *args, **kwargs))
+    pool = "swarm"
 
     # --- nodes ---------------------------------------------------------------------
 
@@ -245,6 +230,3 @@ class SwarmEngine:
     async def volumes(self, labels: Iterable[str]) -> list[dict]:
         found = await self.call("configs", filters={"label": list(labels)})
         return [{"Name": c["Spec"]["Name"], "Labels": c["Spec"].get("Labels") or {}} for c in found]
-
-
-_engines: dict[int, SwarmEngine] = {}
