@@ -188,6 +188,8 @@ async def run_n(n: int, index: int, env: dict, client, workdir: Path, args) -> l
         extra[DS] += f"c.DockerSpawner.notebook_dir = {args.notebook_dir!r}\n"
     if args.ds_user:
         extra[DS] += f"c.DockerSpawner.extra_create_kwargs = {{'user': {args.ds_user!r}}}\n"
+        # The image's home belongs to root; Jupyter writes its runtime files under HOME.
+        extra[DS] += "c.DockerSpawner.environment = {'HOME': '/tmp'}\n"
     try:
         tf_hub = common.start_hub(
             workdir / f"n{n}-tf",

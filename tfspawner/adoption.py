@@ -1,11 +1,12 @@
 """Whether a running container the hub lost track of can serve a new start as it is.
 
-Pure: the container as the engine inspected it, and what the start asks for.
+Pure: the container as the engine inspected it, what the start asks for, and
+the hub's in-memory GPU pool.
 """
 
 from __future__ import annotations
 
-from . import containerspec, profiles
+from . import containerspec, gpupool, profiles
 
 
 def api_token(container: dict) -> str:
@@ -30,3 +31,16 @@ def why_not(container: dict, *, image: str, profile: str, user: str) -> str | No
     if not api_token(container):
         return "without a token the hub can use"
     return None
+
+
+def judge(
+    container: dict, state, owner: gpupool.Owner, *, image: str, profile: str, user: str
+) -> tuple[list[str], str | None]:
+    """``(gpu_ids, None)`` once the pool records the container's GPUs, or ``([], why_not)``."""
+    why = why_not(container, image=image, profile=profile, user=user)
+    if why is not None:
+        return [], why
+    try:
+        return state.adopt_gpus(owner, container, profile), None
+    except gpupool.PoolConflict as e:
+        return [], f"with a GPU the hub has given to another server ({e})"

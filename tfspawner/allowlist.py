@@ -632,6 +632,17 @@ def check_isolation(host_config: Mapping[str, Any], setting: str) -> None:
             raise _never(f"{setting}[{key!r}]", refusal[0])
 
 
+def warn_unchecked(log, unchecked: Iterable[str], into: str = "user containers") -> None:
+    """Log what the escape hatch let through, so it is never silent."""
+    if unchecked:
+        log.warning(
+            "%s lets these unchecked settings into %s: %s",
+            ESCAPE_SETTING,
+            into,
+            "; ".join(unchecked),
+        )
+
+
 def check_admin_settings(
     *,
     extra_host_config: Any = None,

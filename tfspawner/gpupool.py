@@ -149,6 +149,9 @@ class GPUPool:
     def gpu(self, gpu_id: str) -> GPU:
         return self._by_id.get(gpu_id) or GPU(gpu_id)
 
+    def describe(self, ids: list[str]) -> str:
+        return ", ".join(self.gpu(i).describe() for i in ids)
+
     def names(self) -> dict[str, str]:
         """Every name of a pool GPU (its id, and its UUID when known) -> its id."""
         found = {gpu.id: gpu.id for gpu in self.gpus}

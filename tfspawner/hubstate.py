@@ -126,8 +126,10 @@ class HubState:
 
         Two hubs may pick the same free GPU at the same moment. Every claimant
         checks after creating its container, and the container created first
-        keeps the GPU, so exactly one of them starts.
+        keeps the GPU, so exactly one of them starts. A CPU server has nothing to settle.
         """
+        if not gpu_ids:
+            return
         containers = await self.engine.gpu_holders(fresh=True)
         order = {c["Id"]: (containerspec.created_ns(c["Created"]), c["Id"]) for c in containers}
         mine = order.get(container_id)
@@ -140,10 +142,24 @@ class HubState:
                 self.pool.observe_engine(self.holdings(containers))
                 raise GPUTakenMeanwhile(f"GPU {','.join(sorted(taken))} by {facts['Name']}")
 
-    def release(self, owner: Owner) -> list[str]:
+    def reconcile(self, owner: Owner, stored: list[str]) -> list[str]:
+        """The ids the pool (rebuilt from labels) says ``owner`` holds; logs a disagreement."""
+        held = self.pool.ids_of(owner)
+        if stored and held != stored:
+            self.log.warning(
+                "Hub database says %s holds GPUs %s, container labels say %s; using the labels",
+                owner,
+                ",".join(stored),
+                ",".join(held) or "none",
+            )
+        return held
+
+    def release(self, owner: Owner, why: str = "") -> list[str]:
         released = self.pool.release(owner)
         if released:
             metrics.update(self.pool)
+            if why:
+                self.log.info("Released GPUs %s of %s (%s)", ",".join(released), owner, why)
         return released
 
     async def take_gpus(self, owner: Owner, count: int, *, cap: int | None, profile: str):

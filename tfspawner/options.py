@@ -9,7 +9,9 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable, Mapping
 
-from . import messages, profiles
+from sqlalchemy.orm import object_session
+
+from . import form, messages, profiles
 
 
 def from_form(formdata: Mapping[str, list[str]]) -> dict:
@@ -72,3 +74,43 @@ def preselected(
         or last
         or profiles.default_profile(list(available)).slug
     )
+
+
+def render_form(
+    settings,
+    allowed: list[profiles.Profile],
+    pool,
+    *,
+    handler,
+    asked: str | None,
+    last: str,
+    notice: str,
+    default_mem,
+    default_cpu,
+) -> str:
+    """The spawn form for ``allowed`` profiles, with the pool's free GPUs and the right one selected."""
+    choices = form.choices(
+        allowed,
+        free_gpus=len(pool.free()),
+        total_gpus=pool.total,
+        default_mem=default_mem,
+        default_cpu=default_cpu,
+    )
+    selected = preselected(
+        allowed, settings.profiles, linked=linked_profile(handler), asked=asked, last=last
+    )
+    return form.render(
+        choices, selected=selected, notice=notice, template_path=settings.form_template
+    )
+
+
+def store(orm_spawner, slug: str) -> dict:
+    """The options that start ``slug`` again, also written to the hub's database row."""
+    kept = {"profile": slug} if slug else {}
+    if orm_spawner is not None:
+        # JupyterHub 6's admin panel shows this in its Profile column.
+        orm_spawner.user_options = dict(kept)
+        session = object_session(orm_spawner)
+        if session is not None:
+            session.commit()
+    return kept

@@ -95,6 +95,12 @@ class Settings:
     def image_of(self, profile: profiles.Profile) -> str:
         return str(self.refs[profile.image])
 
+    def gpu_cap(self, groups: list[str]) -> int | None:
+        """How many GPUs a member of ``groups`` may hold at once; None for no cap."""
+        return gpupool.effective_cap(
+            self.gpu_limit_per_user, dict(self.gpu_limit_per_group), groups
+        )
+
     def shm_size_for(self, profile: profiles.Profile) -> int | None:
         if profile.shm_size is not None:
             return profile.shm_size
@@ -265,12 +271,8 @@ def of(config, log=None) -> Settings:
     settings = _built.get(key)
     if settings is None:
         settings = build(config)
-        if log is not None and settings.unchecked:
-            log.warning(
-                "%s lets these unchecked settings into user containers: %s",
-                allowlist.ESCAPE_SETTING,
-                "; ".join(settings.unchecked),
-            )
+        if log is not None:
+            allowlist.warn_unchecked(log, settings.unchecked)
         _built[key] = settings
     return settings
 

@@ -7,12 +7,10 @@ a ``spawnplan`` from it and does the I/O through the engine seam
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 
 from dockerspawner import DockerSpawner
 from jupyterhub.utils import url_path_join
-from sqlalchemy.orm import object_session
 from traitlets import List, Unicode
 
 from . import (
@@ -21,7 +19,6 @@ from . import (
     allowlist,
     bootqueue,
     containerspec,
-    form,
     gpupool,
     hubstate,
     identity,
@@ -33,16 +30,17 @@ from . import (
     readiness,
     settings,
     spawnplan,
-    volumes,
+    storage,
 )
 from .config import TFSpawnerConfig
 from .engine import DockerEngine, ImageAbsent, PullRefused, carries_pin, shared_executor
 from .errors import ConfigError
 from .gpupool import Owner
+from .progress import ProgressEvents
 from .uidregistry import UidTaken
 
 
-class TFSpawner(TFSpawnerConfig, DockerSpawner):
+class TFSpawner(ProgressEvents, TFSpawnerConfig, DockerSpawner):
     """Start each user's server from a TensorFlow 2.9 Jupyter image, pinned by digest."""
 
     # --- the seams -----------------------------------------------------------------
@@ -106,22 +104,11 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
 
     async def _sync_gpus_with_pool(self) -> None:
         """After a restart the labels win: take this server's ids from the pool."""
-        held = (await self.hub_state()).pool.ids_of(self.owner)
-        if held != list(self.gpu_ids):
-            if self.gpu_ids:
-                self.log.warning(
-                    "Hub database says %s holds GPUs %s, container labels say %s; using the labels",
-                    self.owner,
-                    ",".join(self.gpu_ids) or "none",
-                    ",".join(held) or "none",
-                )
-            self.gpu_ids = held
+        self.gpu_ids = (await self.hub_state()).reconcile(self.owner, list(self.gpu_ids))
 
     async def _release_gpus(self, why: str) -> None:
-        released = (await self.hub_state()).release(self.owner)
+        (await self.hub_state()).release(self.owner, why=why)
         self.gpu_ids = []
-        if released:
-            self.log.info("Released GPUs %s of %s (%s)", ",".join(released), self.owner, why)
 
     # --- identity ------------------------------------------------------------------
 
@@ -142,55 +129,31 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
 
     # --- storage -------------------------------------------------------------------
 
-    def _helper_labels(self) -> dict:
-        return containerspec.helper_labels(hub=self.hub_name, user=self.user.name, server=self.name)
-
     async def _prepare_storage(self, plan: spawnplan.SpawnPlan) -> bool:
         """Make the user's storage theirs on first use; True when it is new and empty."""
-        labels = containerspec.labels(
-            hub=self.hub_name, user=self.user.name, server=self.name, image=plan.image
+        created = await storage.prepare(
+            self.engine, plan, self.owner, hub=self.hub_name, log=self.log
         )
-        try:
-            created = await plan.storage.prepare(
-                self.engine,
-                uid=plan.uid,
-                gid=plan.gid,
-                image=plan.image,
-                labels=labels,
-                helper_labels=self._helper_labels(),
-            )
-        except volumes.OwnedByAnotherUid as e:
-            self.log.error(
-                "Not starting %s: its notebook storage %s belongs to uid %s, not to its uid %s. "
-                "Check TFSpawner.uid_registry_file, or move the storage aside.",
-                self.owner,
-                e.where,
-                e.owner,
-                plan.uid,
-            )
-            raise messages.storage_of_another_uid() from None
-        except volumes.PreparationFailed as e:
-            self.log.error("Volume set-up for %s failed: %s", self.owner, e)
-            raise messages.storage_not_prepared() from None
         if created:
             self._report("Created your notebook volume", 15)
             (await (await self.hub_state()).volume_uids()).setdefault(self.user.name, plan.uid)
         return created
 
-    async def delete_forever(self):
-        storage = self.settings.storage
-        where = volumes.storage_of(
-            self.hub_name,
-            self.user.name,
-            self.name,
-            per_server=storage.per_server,
-            host_root=storage.host_root,
+    async def _write_first_files(self, plan: spawnplan.SpawnPlan, seed_storage: bool) -> None:
+        await storage.write_first_files(
+            self.engine,
+            self.object_id,
+            plan,
+            self.owner,
+            hub=self.hub_name,
+            passwd_name=self.passwd_name,
+            seed=seed_storage,
         )
-        if not (where.deletable and storage.remove_on_user_delete):
-            self.log.info("Keeping the notebooks of %s in %s", self.owner, where.source)
-        # A named server's shared volume belongs to the user, not this server.
-        elif (not self.name or storage.per_server) and await where.delete(self.engine):
-            self.log.info("Removed volume %s of deleted %s", where.source, self.owner)
+
+    async def delete_forever(self):
+        await storage.delete_forever(
+            self.engine, self.settings.storage, self.owner, hub=self.hub_name, log=self.log
+        )
 
     # --- options -------------------------------------------------------------------
 
@@ -211,8 +174,8 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
 
     async def get_options_form(self):
         """The profile form with live GPU availability; none if there is nothing to choose."""
-        available = self.settings.profiles
-        allowed = [p for p in available if p.allowed_for(self._user_groups(), self._is_admin())]
+        groups, is_admin = self._user_groups(), self._is_admin()
+        allowed = [p for p in self.settings.profiles if p.allowed_for(groups, is_admin)]
         if len(allowed) <= 1 and not self.stop_reason:
             return ""
         state = await self.hub_state()
@@ -221,25 +184,16 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
         except Exception as e:
             # The form still renders; a GPU spawn reads the engine again anyway.
             self.log.warning("Could not read the engine's GPU holders for the form: %s", e)
-        choices = form.choices(
+        return options.render_form(
+            self.settings,
             allowed,
-            free_gpus=len(state.pool.free()),
-            total_gpus=state.pool.total,
-            default_mem=self.mem_limit,
-            default_cpu=self.cpu_limit,
-        )
-        selected = options.preselected(
-            allowed,
-            available,
-            linked=options.linked_profile(self.handler),
+            state.pool,
+            handler=self.handler,
             asked=(self.user_options or {}).get("profile"),
             last=self.profile_slug,
-        )
-        return form.render(
-            choices,
-            selected=selected,
             notice=self.stop_reason,
-            template_path=self.settings.form_template,
+            default_mem=self.mem_limit,
+            default_cpu=self.cpu_limit,
         )
 
     def options_from_form(self, formdata):
@@ -247,27 +201,6 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
 
     def options_from_query(self, query_data):
         return options.from_link(self.handler, query_data)
-
-    # --- progress ------------------------------------------------------------------
-
-    def _report(self, message: str, progress: int) -> None:
-        self._events.append({"progress": progress, "message": message})
-
-    @property
-    def _events(self) -> list[dict]:
-        if not hasattr(self, "_event_list"):
-            self._event_list = []
-        return self._event_list
-
-    async def progress(self):
-        sent = 0
-        while True:
-            while sent < len(self._events):
-                yield self._events[sent]
-                sent += 1
-            if not (self._spawn_pending or self._start_pending):
-                break
-            await asyncio.sleep(0.5)
 
     # --- image ---------------------------------------------------------------------
 
@@ -325,13 +258,7 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
 
     def _keep_options(self, slug: str) -> None:
         self.profile_slug = slug
-        self.user_options = {"profile": slug} if slug else {}
-        if self.orm_spawner is not None:
-            # JupyterHub 6's admin panel shows this in its Profile column.
-            self.orm_spawner.user_options = dict(self.user_options)
-            session = object_session(self.orm_spawner)
-            if session is not None:
-                session.commit()
+        self.user_options = options.store(self.orm_spawner, slug)
 
     async def _decide(self, queue: bool) -> None:
         self._event_list = []
@@ -431,28 +358,15 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
         """Hold the boot slot until the server answers HTTP; fail at once if it dies."""
         if self.server is None:
             return
-
-        async def why_dead() -> str | None:
-            container = await self.get_object()
-            if container is not None and container["State"]["Running"]:
-                return None
-            state = (container or {}).get("State") or {}
-            return messages.exit_reason(
-                state, ((container or {}).get("HostConfig") or {}).get("Memory")
-            )
-
         url = f"http://{ip}:{port}{url_path_join(self.server.base_url, 'api')}"
         try:
-            await readiness.until_answers(url, why_dead)
+            await readiness.until_answers(url, readiness.while_running(self.get_object))
         except RuntimeError as e:
             raise messages.failed_to_boot(str(e)) from None
 
     async def _take_gpus(self, profile: profiles.Profile) -> list[str]:
         state = await self.hub_state()
-        config = self.settings
-        cap = gpupool.effective_cap(
-            config.gpu_limit_per_user, dict(config.gpu_limit_per_group), self._user_groups()
-        )
+        cap = self.settings.gpu_cap(self._user_groups())
         self.gpu_ids = []
         try:
             self.gpu_ids = await state.take_gpus(
@@ -461,8 +375,7 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
         except gpupool.PoolError as e:
             raise messages.gpu_unavailable(str(e)) from None
         if self.gpu_ids:
-            names = ", ".join(state.pool.gpu(i).describe() for i in self.gpu_ids)
-            self._report(f"Assigned {names}", 10)
+            self._report(f"Assigned {state.pool.describe(self.gpu_ids)}", 10)
         return list(self.gpu_ids)
 
     async def _undo(self, plan: spawnplan.SpawnPlan, new_storage: bool) -> None:
@@ -475,12 +388,8 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
             except Exception:
                 self.log.exception("Could not remove the container of failed start %s", self.owner)
             self.object_id = ""
-        if new_storage and plan.storage.deletable:
-            # Made by this start and never handed over: it is empty, nothing is lost.
-            try:
-                await plan.storage.delete(self.engine)
-            except Exception:
-                self.log.exception("Could not remove the unused new volume %s", plan.storage)
+        if new_storage:
+            await storage.discard_unused(self.engine, plan, log=self.log)
 
     async def _adopt_or_remove(self, container: dict, profile, uid: int, gid: int):
         """Take over this server's running container, kernels and all, if it fits the request.
@@ -490,15 +399,12 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
         Returns the server's address when adopted.
         """
         user = identity.container_user(uid, gid)
-        why = adoption.why_not(container, image=self.image, profile=profile.slug, user=user)
+        state = await self.hub_state()
+        ids, why = adoption.judge(
+            container, state, self.owner, image=self.image, profile=profile.slug, user=user
+        )
         if why is None:
-            try:
-                ids = (await self.hub_state()).adopt_gpus(self.owner, container, profile.slug)
-            except gpupool.PoolConflict as e:
-                why = f"with a GPU the hub has given to another server ({e})"
-        if why is None:
-            self.object_id = container["Id"]
-            self.gpu_ids = ids
+            self.object_id, self.gpu_ids = container["Id"], ids
             # The server keeps the token it was started with; the hub stores it again.
             self.api_token = adoption.api_token(container)
             self.log.info("Adopting running container %s of %s", container["Name"], self.owner)
@@ -584,42 +490,12 @@ class TFSpawner(TFSpawnerConfig, DockerSpawner):
             )
         except allowlist.UnsafeContainerConfig as e:
             raise messages.misconfigured(e) from None
-        if unchecked:
-            self.log.warning(
-                "%s lets these unchecked settings into %s's container: %s",
-                allowlist.ESCAPE_SETTING,
-                self.user.name,
-                "; ".join(unchecked),
-            )
+        allowlist.warn_unchecked(self.log, unchecked, into=f"{self.user.name}'s container")
         self.object_id = await self.engine.create(kwargs, host_kwargs)
-        if plan.gpu_ids:
-            await self._settle_gpu_race(plan)
-        await self._write_first_files(plan, seed_storage)
-        return {"Id": self.object_id}
-
-    async def _settle_gpu_race(self, plan: spawnplan.SpawnPlan) -> None:
         try:
             await (await self.hub_state()).settle_race(self.object_id, list(plan.gpu_ids))
         except hubstate.GPUTakenMeanwhile as e:
             self.log.warning("%s of %s was taken at the same moment; not starting", e, self.owner)
             raise messages.gpu_taken_meanwhile() from None
-
-    async def _write_first_files(self, plan: spawnplan.SpawnPlan, seed_storage: bool) -> None:
-        """The passwd entry and, for a new volume, its hand-over: one archive, one engine call."""
-        pinned = imageref.parse(plan.image).pinned
-        texts = await self.engine.read_text_files(
-            self.object_id,
-            ["/etc/passwd", "/etc/group"],
-            shared_by=("accounts", plan.image) if pinned else None,
-        )
-        members = accounts.passwd_members(
-            texts, name=self.passwd_name, uid=plan.uid, gid=plan.gid, home=plan.notebook_dir
-        )
-        if seed_storage:
-            # Written through the user's container before it starts, with the
-            # owner in each tar entry: no root container is needed.
-            image_files = await self.engine.image_files(
-                plan.image, plan.notebook_dir, self._helper_labels()
-            )
-            members += volumes.seed_members(image_files, plan.notebook_dir, plan.uid, plan.gid)
-        await self.engine.put_files(self.object_id, members)
+        await self._write_first_files(plan, seed_storage)
+        return {"Id": self.object_id}
