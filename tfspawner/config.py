@@ -204,13 +204,16 @@ class TFSpawnerConfig(HasTraits):
         first served across all users and servers, and see their place and an
         estimate on the spawn page ("You are 12th in line, about 40 s").
 
-        A server holds its slot from just before its container starts until it
-        answers HTTP, fails, is stopped or times out. Servers that boot together
-        share the CPU, so letting fewer boot at once gets the first students in
-        sooner and, on a busy host, even the last one. 0 (the default) is two
-        slots per CPU of the engine (``docker info``), because part of a boot is
-        spent waiting on the engine; the queue also lends a slot while a boot
-        has taken more than twice the recent median (it is mostly waiting, not
+        A server holds its slot while its container is made and started, until
+        it answers HTTP, fails, is stopped or times out. Servers that boot
+        together share the CPU, so letting fewer boot at once gets the first
+        students in sooner, and none later. 0 (the default) is two slots per CPU
+        of the engine (``docker info``): part of a boot is spent waiting on the
+        engine. Measured with 50 users on 2 CPUs, one slot per CPU left CPUs
+        idle and the last server was ready a quarter later than with two; four
+        per CPU only added contention (docs/benchmarks.md).
+        The queue also lends a slot while a boot has taken more than twice the
+        recent median (it is mostly waiting, on a pull or a slow disk, not
         computing), up to twice the slots, so CPUs are not left idle.
 
         Example: ``c.TFSpawner.boot_slots = 4`` on a host whose servers need a
