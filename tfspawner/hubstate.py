@@ -34,18 +34,21 @@ class HubState:
     # user -> uid from notebook volume labels, read once per process.
     _volume_uids: dict[str, int] | None = None
     _queue: bootqueue.BootQueue | None = None
+    # A class's first spawns all ask for the queue at once; one asks the engine.
+    _queue_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def boot_queue(self, slots: int) -> bootqueue.BootQueue:
         """The hub's one boot queue; ``slots`` 0 means two per CPU of the engine."""
         if self._queue is None:
-            if not slots:
-                info = await self.engine.call("info")
-                # A boot also waits on the engine (create, start, the first
-                # request), so one per CPU would leave CPUs idle.
-                slots = 2 * max(1, int(info.get("NCPU") or 1))
-            if self._queue is None:
-                self._queue = bootqueue.BootQueue(slots)
-                self.log.info("TFSpawner: %d server(s) boot at once", slots)
+            async with self._queue_lock:
+                if self._queue is None:
+                    if not slots:
+                        info = await self.engine.call("info")
+                        # A boot also waits on the engine (create, start, the
+                        # first request), so one per CPU would leave CPUs idle.
+                        slots = 2 * max(1, int(info.get("NCPU") or 1))
+                    self._queue = bootqueue.BootQueue(slots)
+                    self.log.info("TFSpawner: %d server(s) boot at once", slots)
         return self._queue
 
     @property
