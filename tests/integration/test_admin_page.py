@@ -282,8 +282,9 @@ async def test_admin_sees_users_waiting_in_the_boot_queue(
     for user in users:
         await hub.create_user(user)
     page = await login(browser, hub, "admin")
-    responses = await asyncio.gather(*(hub.request_spawn(user) for user in users))
-    assert all(r.status_code in (201, 202) for r in responses), [r.text for r in responses]
+    # The hub answers a spawn request only after its slow_spawn_timeout (10 s)
+    # when the server is not up yet, so the line is watched while they are in flight.
+    requests = [asyncio.ensure_future(hub.request_spawn(user)) for user in users]
     # One boots at a time, so the others wait. Servers boot in seconds here:
     # load the page the moment the API shows a line.
     deadline = time.monotonic() + 60
@@ -305,6 +306,8 @@ async def test_admin_sees_users_waiting_in_the_boot_queue(
     summary = page.locator("#tfspawner-queue-summary")
     await expect(summary).to_contain_text("of 1 boot slots in use")
     await page.screenshot(path=SCREENSHOTS / "admin-08-boot-queue.png", full_page=True)
+    responses = await asyncio.gather(*requests)
+    assert all(r.status_code in (201, 202) for r in responses), [r.text for r in responses]
     for user in users:
         await hub.wait_ready(user, timeout=240)
     # The page's refresh catches up: nobody waits, and the boots give a median.
