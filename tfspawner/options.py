@@ -2,6 +2,8 @@
 
 The spawner's ``options_from_form``, ``options_from_query`` and
 ``choose_profile`` are these functions; refusals are sentences for students.
+The form that offers the profiles (``render_form``) and the options kept for
+the next start (``store``) are here too.
 """
 
 from __future__ import annotations
