@@ -16,15 +16,20 @@ from . import messages
 INTERVAL_S = 0.1
 # Looks between two checks that the container still runs (about 2 s).
 LOOKS_PER_CHECK = 20
+# How long Docker's proxy may take to close a connection that the container's
+# port refused (well under a millisecond on an idle host).
+PROXY_CLOSE_S = 0.03
 
 
 async def until_answers(url: str, why_dead: Callable[[], Awaitable[str | None]]) -> None:
     """Return once ``url`` answers below 500; raise RuntimeError(why) if the server died."""
     client = AsyncHTTPClient()
     parts = urlsplit(url)
+    loop = asyncio.get_running_loop()
     for look in itertools.count(1):
-        # A bare connect costs the hub a sixth of an HTTP request that fails; the
-        # request is made only once the port takes connections.
+        began = loop.time()
+        # A bare look costs the hub a quarter of an HTTP request that fails; the
+        # request is made only once something behind the port takes connections.
         if await _listening(parts.hostname, parts.port or 80):
             try:
                 response = await client.fetch(
@@ -39,16 +44,29 @@ async def until_answers(url: str, why_dead: Callable[[], Awaitable[str | None]])
             why = await why_dead()
             if why is not None:
                 raise RuntimeError(why)
-        await asyncio.sleep(INTERVAL_S)
+        await asyncio.sleep(max(0.0, INTERVAL_S - (loop.time() - began)))
 
 
 async def _listening(host: str, port: int) -> bool:
+    """Whether a server takes connections on host:port, even behind Docker's proxy.
+
+    Docker's userland proxy accepts every connection to a published port and
+    closes it at once when the container's port refuses. An HTTP server speaks
+    only when spoken to, so a connection still open after a moment has one
+    behind it.
+    """
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
     except (OSError, asyncio.TimeoutError):
         return False
-    writer.close()
-    return True
+    try:
+        return await asyncio.wait_for(reader.read(1), PROXY_CLOSE_S) != b""
+    except asyncio.TimeoutError:
+        return True
+    except OSError:
+        return False
+    finally:
+        writer.close()
 
 
 def while_running(inspect: Callable[[], Awaitable[dict | None]]) -> Callable:
