@@ -227,6 +227,30 @@ class TFSpawnerConfig(HasTraits):
         """,
     )
 
+    boot_priority = Bool(
+        True,
+        config=True,
+        help="""
+        Let the oldest of the servers booting at once go first.
+
+        Containers share the CPU equally, so servers that boot together finish
+        together, each as late as the last of them. With this on, a booting
+        container runs at half the CPU weight (cgroup ``cpu.shares``) of the one
+        that began booting before it; the oldest keeps its normal weight. The
+        younger ones still take any CPU the older ones leave idle, so no CPU
+        waits. Each server gets its normal weight back the moment it answers,
+        and a running server is never weighted down.
+
+        The normal weight is Docker's default (1024), or ``cpu_shares`` in
+        ``extra_host_config``. It takes one engine call per weight change (about
+        two per start). Docker engines only: a Swarm service cannot change a
+        running task's weight, so TFSwarmSpawner boots in order without it.
+
+        Example: ``c.TFSpawner.boot_priority = False`` to give every booting
+        server the same share of the CPU.
+        """,
+    )
+
     cap_add = List(
         Unicode(),
         config=True,

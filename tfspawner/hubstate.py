@@ -13,7 +13,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from . import bootqueue, catalogue, containerspec, metrics
+from . import bootqueue, bootweights, catalogue, containerspec, metrics
 from .engine import Engine
 from .gpupool import EngineHolding, GPUPool, Owner, PoolConflict
 from .settings import Settings
@@ -36,6 +36,7 @@ class HubState:
     _queue: bootqueue.BootQueue | None = None
     # A class's first spawns all ask for the queue at once; one asks the engine.
     _queue_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _boot_weights: bootweights.BootWeights | None = None
 
     async def boot_queue(self, slots: int) -> bootqueue.BootQueue:
         """The hub's one boot queue; ``slots`` 0 means two per CPU of the engine."""
@@ -50,6 +51,14 @@ class HubState:
                     self._queue = bootqueue.BootQueue(slots)
                     self.log.info("TFSpawner: %d server(s) boot at once", slots)
         return self._queue
+
+    @property
+    def boot_weights(self) -> bootweights.BootWeights | None:
+        """CPU weights of booting containers; None where the engine cannot change them."""
+        set_shares = getattr(self.engine, "set_cpu_shares", None)
+        if set_shares is not None and self._boot_weights is None:
+            self._boot_weights = bootweights.BootWeights(set_shares, self.log)
+        return self._boot_weights
 
     @property
     def queue(self) -> bootqueue.BootQueue | None:

@@ -18,6 +18,7 @@ from . import (
     adoption,
     allowlist,
     bootqueue,
+    bootweights,
     containerspec,
     gpupool,
     hubstate,
@@ -325,14 +326,18 @@ class TFSpawner(ProgressEvents, TFSpawnerConfig, DockerSpawner):
             new_storage = await self._prepare_storage(plan)
             await self.create_object(seed_storage=new_storage)
             await self.start_object()
+            await self._weigh_boot(began=True)
             if self.post_start_cmd:
                 await self.post_start_exec()
             address = await self.get_ip_and_port()
             await self._wait_until_it_answers(*address)
         except BaseException:
+            await self._weigh_boot(began=False, running=False)
             await self._undo(plan, new_storage)
             raise
+        # The slot first: the next in line need not wait on the weight's engine call.
         self._leave_queue("ready")
+        await self._weigh_boot(began=False, running=True)
         self.stop_reason = ""
         self._keep_options(plan.profile.slug)
         return address
@@ -348,6 +353,16 @@ class TFSpawner(ProgressEvents, TFSpawnerConfig, DockerSpawner):
             self._report(bootqueue.describe_place(place, estimate), 2)
 
         await self._ticket.wait(on_place=tell)
+
+    async def _weigh_boot(self, began: bool, running: bool = True) -> None:
+        weights = (await self.hub_state()).boot_weights if self.boot_priority else None
+        if weights is None:
+            return
+        if began:
+            normal = self.extra_host_config.get("cpu_shares") or bootweights.DEFAULT_SHARES
+            await weights.started(self.owner, self.object_id, normal)
+        else:
+            await weights.ended(self.owner, running=running)
 
     def _leave_queue(self, outcome: str) -> None:
         ticket, self._ticket = self._ticket, None

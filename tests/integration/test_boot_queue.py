@@ -93,3 +93,41 @@ async def test_metrics_show_the_queue(hub_factory, test_image):
     assert "tfspawner_boot_queue_waiting 0.0" in r.text
     assert "tfspawner_boot_seconds_count 1.0" in r.text
     assert "tfspawner_boot_queue_wait_seconds_count" in r.text
+
+
+def shares_by_user(hub, docker_client) -> dict[str, int]:
+    # 0 is Docker's "not set": the default weight, 1024.
+    return {
+        c.labels[containerspec.LABEL_USER]: c.attrs["HostConfig"]["CpuShares"] or 1024
+        for c in hub.containers(docker_client)
+        if c.status == "running"
+    }
+
+
+async def test_the_oldest_boot_goes_first_and_every_server_ends_at_its_normal_weight(
+    hub_factory, test_image, docker_client
+):
+    hub = hub_factory(queue_config(test_image, slots=3))
+    users = ["w1", "w2", "w3"]
+    for user in users:
+        await hub.create_user(user)
+    seen: dict[str, set[int]] = {user: set() for user in users}
+
+    async def watch():
+        while True:
+            shares = await asyncio.to_thread(shares_by_user, hub, docker_client)
+            for user, value in shares.items():
+                seen[user].add(value)
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await spawn_in_order(hub, users)
+        for user in users:
+            await hub.wait_ready(user)
+    finally:
+        watcher.cancel()
+    # w1 booted with nobody ahead of it; w2 and w3 began while w1 still booted.
+    assert seen["w1"] == {1024}, seen
+    assert min(seen["w2"] | seen["w3"]) < 1024, seen
+    assert shares_by_user(hub, docker_client) == dict.fromkeys(users, 1024)

@@ -158,6 +158,10 @@ class DockerEngine(ThreadedEngine):
         container = await self.call("create_container", host_config=host_config, **create_kwargs)
         return container["Id"]
 
+    async def set_cpu_shares(self, object_id: str, shares: int) -> None:
+        """A running container's CPU weight (cgroup cpu.shares), changed in place."""
+        await self.call("update_container", object_id, cpu_shares=shares)
+
     async def remove(self, object_id: str) -> None:
         with contextlib.suppress(NotFound):
             await self.call("remove_container", object_id, force=True)
