@@ -354,13 +354,14 @@ class TFSpawner(ProgressEvents, TFSpawnerConfig, DockerSpawner):
 
         await self._ticket.wait(on_place=tell)
 
+    _cpu_shares = bootweights.DEFAULT_SHARES
+
     async def _weigh_boot(self, began: bool, running: bool = True) -> None:
         weights = (await self.hub_state()).boot_weights if self.boot_priority else None
         if weights is None:
             return
         if began:
-            normal = self.extra_host_config.get("cpu_shares") or bootweights.DEFAULT_SHARES
-            await weights.started(self.owner, self.object_id, normal)
+            await weights.started(self.owner, self.object_id, self._cpu_shares)
         else:
             await weights.ended(self.owner, running=running)
 
@@ -506,6 +507,8 @@ class TFSpawner(ProgressEvents, TFSpawnerConfig, DockerSpawner):
         except allowlist.UnsafeContainerConfig as e:
             raise messages.misconfigured(e) from None
         allowlist.warn_unchecked(self.log, unchecked, into=f"{self.user.name}'s container")
+        # Its normal CPU weight, which a boot's priority hands back.
+        self._cpu_shares = host_kwargs.get("cpu_shares") or bootweights.DEFAULT_SHARES
         self.object_id = await self.engine.create(kwargs, host_kwargs)
         try:
             await (await self.hub_state()).settle_race(self.object_id, list(plan.gpu_ids))
