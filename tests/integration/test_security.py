@@ -110,8 +110,9 @@ async def test_a_new_user_never_gets_a_deleted_users_uid(
     await hub.create_user("joiner")
     await hub.spawn("joiner")
     [joiner] = hub.containers(docker_client)
-    result = joiner.exec_run(["sh", "-c", "id -u; cat /shared/private"])
-    new_uid, *_ = result.output.decode().split()
+    # Two execs: stdout and stderr of one arrive interleaved in any order.
+    new_uid = joiner.exec_run(["id", "-u"]).output.decode().strip()
+    result = joiner.exec_run(["cat", "/shared/private"])
     assert result.exit_code != 0
     assert b"Permission denied" in result.output
     assert int(new_uid) != old_uid
