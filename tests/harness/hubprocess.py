@@ -126,8 +126,11 @@ class Hub:
     # --- engine -------------------------------------------------------------------
 
     def containers(self, client: docker.DockerClient):
+        # A helper container may be removed between the listing and its inspect.
         return client.containers.list(
-            all=True, filters={"label": f"{containerspec.LABEL_HUB}={self.hub_name}"}
+            all=True,
+            filters={"label": f"{containerspec.LABEL_HUB}={self.hub_name}"},
+            ignore_removed=True,
         )
 
     def remove_containers(self, client: docker.DockerClient, volumes: bool = True) -> None:
