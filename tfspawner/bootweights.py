@@ -18,8 +18,9 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
-# Docker's default CPU weight (cgroup cpu.shares), and the kernel's floor.
-DEFAULT_SHARES = 1024
+from .containerspec import DEFAULT_CPU_SHARES as DEFAULT_SHARES
+
+# The kernel's floor for cgroup cpu.shares.
 MIN_SHARES = 2
 
 

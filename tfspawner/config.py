@@ -239,7 +239,9 @@ class TFSpawnerConfig(HasTraits):
         that began booting before it; the oldest keeps its normal weight. The
         younger ones still take any CPU the older ones leave idle, so no CPU
         waits. Each server gets its normal weight back the moment it answers,
-        and a running server is never weighted down.
+        and a running server is never weighted down. A container records its
+        normal weight in a label, so if the hub stops while servers boot, the
+        next hub start gives each its weight back (and logs it).
 
         The normal weight is Docker's default (1024), or ``cpu_shares`` in
         ``extra_host_config``. It takes one engine call per weight change (about

@@ -27,6 +27,11 @@ LABEL_PROFILE = LABEL_PREFIX + "profile"
 LABEL_INIT = LABEL_PREFIX + "init"
 # The uid a notebook volume was made for.
 LABEL_UID = LABEL_PREFIX + "uid"
+# A server's normal CPU weight: a boot may run weighted down, and a hub that
+# died meanwhile leaves the weight for the next hub to hand back.
+LABEL_CPU_SHARES = LABEL_PREFIX + "cpu-shares"
+# Docker's weight when none is set (cgroup cpu.shares).
+DEFAULT_CPU_SHARES = 1024
 
 # "void" makes the NVIDIA runtime expose no GPU, even when the image says "all"
 # and the host's default runtime is nvidia.
@@ -72,6 +77,17 @@ def label_filters(hub: str) -> dict:
 
 def gpus_from_labels(labels: Mapping[str, str]) -> list[str]:
     return [gpu_id for gpu_id in (labels.get(LABEL_GPUS) or "").split(",") if gpu_id]
+
+
+def cpu_shares(host_config: Mapping[str, Any]) -> int:
+    """The CPU weight of a host config, whether a create call's or an inspected one's."""
+    return host_config.get("cpu_shares") or host_config.get("CpuShares") or DEFAULT_CPU_SHARES
+
+
+def labelled_cpu_shares(labels: Mapping[str, str]) -> int | None:
+    """The normal CPU weight a server was made with; None when not recorded."""
+    value = labels.get(LABEL_CPU_SHARES, "")
+    return int(value) if value.isdigit() else None
 
 
 def owner_from_labels(labels: Mapping[str, str]) -> Owner | None:

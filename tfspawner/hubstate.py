@@ -239,7 +239,29 @@ class HubState:
             await self.engine.remove(container["Id"])
             if owner not in running and self.pool.release(owner):
                 self.log.info("Released the GPUs of %s", owner)
+        await self._restore_cpu_weights()
         await self.observe()
+
+    async def _restore_cpu_weights(self) -> None:
+        """Give back the normal CPU weight of servers whose boot a dead hub weighted down."""
+        if self.boot_weights is None:
+            return
+        for facts in await self.engine.gpu_holders(fresh=True):
+            labels = facts["Config"]["Labels"]
+            if labels.get(containerspec.LABEL_HUB) != self.hub_name:
+                continue
+            normal = containerspec.labelled_cpu_shares(labels)
+            if normal is None or containerspec.cpu_shares(facts["HostConfig"]) == normal:
+                continue
+            self.log.warning(
+                "Giving %s its CPU weight %d back: the hub that started it stopped while it booted",
+                facts["Name"],
+                normal,
+            )
+            try:
+                await self.engine.set_cpu_shares(facts["Id"], normal)
+            except Exception as e:
+                self.log.error("CPU weight of %s not set: %s", facts["Name"], e)
 
     async def servers(self) -> list[dict]:
         """This hub's running servers as records, as the engine sees them."""

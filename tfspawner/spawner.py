@@ -18,7 +18,6 @@ from . import (
     adoption,
     allowlist,
     bootqueue,
-    bootweights,
     containerspec,
     gpupool,
     hubstate,
@@ -354,7 +353,7 @@ class TFSpawner(ProgressEvents, TFSpawnerConfig, DockerSpawner):
 
         await self._ticket.wait(on_place=tell)
 
-    _cpu_shares = bootweights.DEFAULT_SHARES
+    _cpu_shares = containerspec.DEFAULT_CPU_SHARES
 
     async def _weigh_boot(self, began: bool, running: bool = True) -> None:
         weights = (await self.hub_state()).boot_weights if self.boot_priority else None
@@ -508,7 +507,7 @@ class TFSpawner(ProgressEvents, TFSpawnerConfig, DockerSpawner):
             raise messages.misconfigured(e) from None
         allowlist.warn_unchecked(self.log, unchecked, into=f"{self.user.name}'s container")
         # Its normal CPU weight, which a boot's priority hands back.
-        self._cpu_shares = host_kwargs.get("cpu_shares") or bootweights.DEFAULT_SHARES
+        self._cpu_shares = containerspec.cpu_shares(host_kwargs)
         self.object_id = await self.engine.create(kwargs, host_kwargs)
         try:
             await (await self.hub_state()).settle_race(self.object_id, list(plan.gpu_ids))

@@ -132,12 +132,16 @@ def container_call(
         gpu_ids=plan.gpu_ids,
         shm_size=plan.shm_size,
     )
+    labels = {
+        **plan.labels,
+        containerspec.LABEL_CPU_SHARES: str(containerspec.cpu_shares(host_kwargs)),
+    }
     kwargs = containerspec.create_kwargs(
         image=plan.image,
         name=name,
         command=command,
         environment=environment,
-        labels=plan.labels,
+        labels=labels,
         user=plan.user,
         port=port,
         volumes=[],

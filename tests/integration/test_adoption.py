@@ -246,6 +246,35 @@ async def test_hub_start_removes_never_started_containers_only(
     assert (await pool_view(hub))["free"] == 3
 
 
+async def test_hub_start_gives_back_the_cpu_weight_of_a_boot_it_weighted_down(
+    hub_factory, test_image, docker_client
+):
+    hub = hub_factory(gpu_config(test_image, extra=KEEP))
+    hub.stop(signal.SIGKILL)
+
+    def server(user: str, normal: int, now: int):
+        labels = containerspec.labels(hub=hub.hub_name, user=user, server="", image=test_image)
+        labels[containerspec.LABEL_CPU_SHARES] = str(normal)
+        container = docker_client.containers.run(
+            test_image, ["sleep", "600"], detach=True, user="4242:100", labels=labels
+        )
+        container.update(cpu_shares=now)
+        return container
+
+    # The dead hub had weighted one boot down to the floor; the other runs at
+    # the weight its admin gave it, which is not the hub's to change.
+    cut_short = server("cut-short", 1024, 2)
+    admins = server("admins-weight", 512, 512)
+    hub.start()
+    for container in (cut_short, admins):
+        container.reload()
+        assert container.status == "running"
+    assert cut_short.attrs["HostConfig"]["CpuShares"] == 1024
+    assert admins.attrs["HostConfig"]["CpuShares"] == 512
+    # The admin is told.
+    assert "its CPU weight 1024 back" in hub.log_tail(400)
+
+
 def test_doctor_reports_a_config_that_raises_without_a_traceback(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TFSPAWNER_")}
     env.update(TFSPAWNER_IMAGE_CPU="registry.example.edu/tf@sha256:" + "a" * 64)

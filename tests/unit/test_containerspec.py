@@ -160,6 +160,33 @@ def test_gpus_from_labels(labels, ids):
     assert containerspec.gpus_from_labels(labels) == ids
 
 
+@pytest.mark.parametrize(
+    ("host_config", "shares"),
+    [
+        ({}, 1024),
+        ({"cpu_shares": 512}, 512),
+        # Inspected: Docker reports an unset weight as 0.
+        ({"CpuShares": 0}, 1024),
+        ({"CpuShares": 2}, 2),
+    ],
+)
+def test_cpu_shares(host_config, shares):
+    assert containerspec.cpu_shares(host_config) == shares
+
+
+@pytest.mark.parametrize(
+    ("labels", "shares"),
+    [
+        ({"tfspawner.cpu-shares": "512"}, 512),
+        ({"tfspawner.cpu-shares": ""}, None),
+        ({"tfspawner.cpu-shares": "-1"}, None),
+        ({}, None),
+    ],
+)
+def test_labelled_cpu_shares(labels, shares):
+    assert containerspec.labelled_cpu_shares(labels) == shares
+
+
 POOL_NAMES = {"0": "0", "1": "1", "2": "2", "GPU-aaaa": "0", "GPU-bbbb": "1", "GPU-cccc": "2"}
 
 

@@ -72,9 +72,8 @@ def test_plan_follows_the_profile(slug, gpu_ids, env, mem, shm):
     assert plan.labels[containerspec.LABEL_PROFILE] == slug
 
 
-def test_gpus_reach_the_device_request_through_the_plan():
-    plan = plan_for("gpu", ["1", "2"])
-    kwargs, host = spawnplan.container_call(
+def call_for(plan, extra_host=None, extra_create=None):
+    return spawnplan.container_call(
         plan,
         name="c",
         command=["jupyterhub-singleuser"],
@@ -85,14 +84,34 @@ def test_gpus_reach_the_device_request_through_the_plan():
         mounts=[],
         pids_limit=512,
         cap_add=[],
-        extra_host={},
-        extra_create={},
+        extra_host=extra_host or {},
+        extra_create=extra_create or {},
         allow_unsafe=[],
     )
+
+
+def test_gpus_reach_the_device_request_through_the_plan():
+    plan = plan_for("gpu", ["1", "2"])
+    kwargs, host = call_for(plan)
     [request] = host["device_requests"]
     assert request["DeviceIDs"] == ["1", "2"]
     assert kwargs["environment"]["NVIDIA_VISIBLE_DEVICES"] == "1,2"
     assert host["binds"]["course-data"] == {"bind": "/data", "mode": "ro"}
+
+
+@pytest.mark.parametrize(
+    ("extra_host", "extra_create", "recorded"),
+    [
+        ({}, {}, "1024"),
+        ({"cpu_shares": 512}, {}, "512"),
+        # The record is the hub's: an admin's label cannot replace it.
+        ({}, {"labels": {containerspec.LABEL_CPU_SHARES: "2"}}, "1024"),
+    ],
+)
+def test_the_container_records_its_normal_cpu_weight(extra_host, extra_create, recorded):
+    kwargs, host = call_for(plan_for("cpu"), extra_host, extra_create)
+    assert kwargs["labels"][containerspec.LABEL_CPU_SHARES] == recorded
+    assert containerspec.labelled_cpu_shares(kwargs["labels"]) == containerspec.cpu_shares(host)
 
 
 @pytest.mark.parametrize(

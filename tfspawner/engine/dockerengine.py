@@ -57,7 +57,11 @@ class _ImageLookup:
 
 
 def _gpu_facts(info: dict) -> dict:
-    """The parts of an inspected container that say which GPUs it holds; no secrets kept."""
+    """The parts of an inspected container that say which GPUs it holds; no secrets kept.
+
+    Its CPU weight too, as first seen: the hub's start-up sweep reads it before
+    this hub has changed any.
+    """
     config = info.get("Config") or {}
     host = info.get("HostConfig") or {}
     return {
@@ -67,6 +71,7 @@ def _gpu_facts(info: dict) -> dict:
         "HostConfig": {
             "DeviceRequests": host.get("DeviceRequests"),
             "Runtime": host.get("Runtime"),
+            "CpuShares": host.get("CpuShares"),
         },
         "Config": {
             "Env": [e for e in config.get("Env") or [] if e.startswith("NVIDIA_VISIBLE_DEVICES=")],
