@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import secrets
 import statistics
@@ -64,6 +65,17 @@ class FakeHub(BaseHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def fake_hub(hub_ip: str):
+    """A stand-in hub API on ``hub_ip`` while inside; yields its URL."""
+    server = ThreadingHTTPServer((hub_ip, 0), FakeHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{hub_ip}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
 def testbed(*args: str) -> str:
     out = subprocess.run(
         [str(common.REPO / "scripts" / "testbed"), *args], capture_output=True, text=True
@@ -86,10 +98,10 @@ def before_light_rev() -> str:
     return f"{added[-1]}^"
 
 
-async def boot_once(client, image: str, hub_url: str, timeout: float) -> tuple[float, float]:
-    """(CPU-seconds, wall seconds) from container start to the first HTTP answer."""
+def singleuser_environment(hub_url: str) -> dict[str, str]:
+    """What the hub would give a single-user server, pointed at ``hub_url``."""
     token = secrets.token_hex(16)
-    env = {
+    return {
         "JUPYTERHUB_API_TOKEN": token,
         "JPY_API_TOKEN": token,
         "JUPYTERHUB_API_URL": f"{hub_url}/hub/api",
@@ -106,6 +118,11 @@ async def boot_once(client, image: str, hub_url: str, timeout: float) -> tuple[f
         "JUPYTERHUB_HOST": "",
         "HOME": "/tmp",
     }
+
+
+async def boot_once(client, image: str, hub_url: str, timeout: float) -> tuple[float, float]:
+    """(CPU-seconds, wall seconds) from container start to the first HTTP answer."""
+    env = singleuser_environment(hub_url)
     container = client.containers.create(
         image,
         ["jupyterhub-singleuser", "--ip=0.0.0.0", "--port=8888"],
@@ -155,15 +172,10 @@ async def run(args) -> None:
             "plain": testbed("build-image", "plain-singleuser"),
             "before": testbed("build-image", "tf-standin", args.before_rev or before_light_rev()),
         }
-    hub_ip = env["TFSPAWNER_TEST_HUB_IP"]
-    server = ThreadingHTTPServer((hub_ip, 0), FakeHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    hub_url = f"http://{hub_ip}:{server.server_address[1]}"
-
     names = list(images)
     cpu: dict[str, list[float]] = {n: [] for n in names}
     wall: dict[str, list[float]] = {n: [] for n in names}
-    try:
+    with fake_hub(env["TFSPAWNER_TEST_HUB_IP"]) as hub_url:
         # One untimed boot each, so the image's files are in the page cache.
         for name in names:
             await boot_once(client, images[name], hub_url, args.timeout)
@@ -174,8 +186,6 @@ async def run(args) -> None:
                 cpu[name].append(c)
                 wall[name].append(w)
                 print(f"  {name:8} run {rep + 1}: {c:.2f} CPU s, {w:.2f} s", file=sys.stderr)
-    finally:
-        server.shutdown()
 
     for line in common.machine(client):
         print(line)

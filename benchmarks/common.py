@@ -106,6 +106,25 @@ def _cpu_times() -> tuple[int, int]:
     return idle, sum(fields[:8])
 
 
+@dataclass(frozen=True)
+class HostCPU:
+    """The host's CPU-seconds since boot: spent by this machine, and stolen by its hypervisor."""
+
+    busy: float
+    steal: float
+
+    @classmethod
+    def now(cls) -> HostCPU:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        tick = os.sysconf("SC_CLK_TCK")
+        # user nice system idle iowait irq softirq steal
+        busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
+        return cls(busy / tick, fields[7] / tick)
+
+    def __sub__(self, earlier: HostCPU) -> HostCPU:
+        return HostCPU(self.busy - earlier.busy, self.steal - earlier.steal)
+
+
 async def wait_quiet(min_idle: float = 0.85, window: float = 2.0, longest: float = 60) -> float:
     """Wait until the whole host was at least ``min_idle`` idle over ``window`` seconds.
 
