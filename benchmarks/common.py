@@ -265,6 +265,7 @@ class Storm:
     wall: float
     polls: int
     idle_before: float  # host idle fraction just before the storm
+    host: HostCPU  # the whole host's CPU over the same span as hub_cpu
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -330,6 +331,7 @@ async def storm(
         pid = hub.proc.pid
         cpu_before, main_before = cpu_seconds(pid), main_thread_cpu_seconds(pid)
         engine_before = engine_cpu_seconds()
+        host_before = HostCPU.now()
         started = time.monotonic()
         tasks = [asyncio.create_task(post(s)) for s in spawns.values()]
         deadline = started + timeout
@@ -356,6 +358,7 @@ async def storm(
                 spawn.error = f"not ready within {timeout:.0f}s"
         cpu_after, main_after = cpu_seconds(pid), main_thread_cpu_seconds(pid)
         engine_after = engine_cpu_seconds()
+        host = HostCPU.now() - host_before
         wall = time.monotonic() - started
         for task in tasks:
             task.cancel()
@@ -371,6 +374,7 @@ async def storm(
         wall=wall,
         polls=polls,
         idle_before=idle_before,
+        host=host,
         errors=[f"{s.user}: {s.error}" for s in spawns.values() if s.error],
     )
 

@@ -131,6 +131,8 @@ class Row:
     thread_share: float
     engine_cpu_per_spawn: float
     container_cpu_per_spawn: float
+    host_cpu_per_spawn: float
+    stolen_per_spawn: float
     wall: float
     teardown: float
     idle: float
@@ -163,6 +165,8 @@ def row_of(rounds: list[Round], trace: Path | None) -> Row:
         engine_cpu_per_spawn=sum(s.engine_cpu for s in storms) / spawns,
         container_cpu_per_spawn=sum(c for r in rounds for c in r.container_cpu)
         / max(1, sum(len(r.container_cpu) for r in rounds)),
+        host_cpu_per_spawn=sum(s.host.busy for s in storms) / spawns,
+        stolen_per_spawn=sum(s.host.steal for s in storms) / spawns,
         wall=sum(s.wall for s in storms) / len(storms),
         teardown=sum(r.teardown for r in rounds) / len(rounds),
         idle=min(s.idle_before for s in storms),
@@ -238,7 +242,9 @@ async def run_n(n: int, index: int, env: dict, client, workdir: Path, args) -> l
                     f"#   p50 {common.percentile(times, 50):.2f}s "
                     f"max {max(times, default=math.nan):.2f}s failures {result.failures} "
                     f"hub CPU/spawn {result.hub_cpu_net / n:.3f}s "
-                    f"server CPU/spawn {sum(container_cpu) / max(1, len(container_cpu)):.2f}s",
+                    f"server CPU/spawn {sum(container_cpu) / max(1, len(container_cpu)):.2f}s "
+                    f"host CPU/spawn {result.host.busy / n:.2f}s "
+                    f"stolen {result.host.steal:.1f}s",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -278,6 +284,8 @@ COLUMNS = [
     ),
     ("engine CPU s/spawn", lambda r: common.fmt(r.engine_cpu_per_spawn, 3)),
     ("server CPU s/spawn", lambda r: common.fmt(r.container_cpu_per_spawn, 2)),
+    ("host CPU s/spawn", lambda r: common.fmt(r.host_cpu_per_spawn, 2)),
+    ("stolen s/spawn", lambda r: common.fmt(r.stolen_per_spawn, 2)),
     ("storm wall s", lambda r: common.fmt(r.wall, 1)),
     ("teardown s", lambda r: common.fmt(r.teardown, 1)),
     ("host idle before", lambda r: f"{r.idle:.0%}"),
@@ -303,6 +311,7 @@ def ratio_rows(rows: list[Row]) -> list[list[str]]:
                 ratio(t.cpu_per_spawn, d.cpu_per_spawn),
                 ratio(t.engine_cpu_per_spawn, d.engine_cpu_per_spawn),
                 ratio(t.container_cpu_per_spawn, d.container_cpu_per_spawn),
+                ratio(t.host_cpu_per_spawn, d.host_cpu_per_spawn),
                 ratio(t.wall, d.wall),
             ]
         )
@@ -311,7 +320,7 @@ def ratio_rows(rows: list[Row]) -> list[list[str]]:
 
 RATIO_HEADER = [
     *("N", "round", "p50", "p95", "max", "failures"),
-    *("hub CPU/spawn", "engine CPU/spawn", "server CPU/spawn", "storm wall"),
+    *("hub CPU/spawn", "engine CPU/spawn", "server CPU/spawn", "host CPU/spawn", "storm wall"),
 ]
 
 
@@ -347,7 +356,10 @@ def report(
     print(
         "engine CPU s/spawn: dockerd + containerd CPU over the same span, divided by N (other "
         "work on the host's engine counts too). server CPU s/spawn: CPU the user containers "
-        "had used when the storm ended, from their cgroups."
+        "had used when the storm ended, from their cgroups. host CPU s/spawn: everything "
+        "the host's CPUs did over the same span (/proc/stat), hub, proxy, engine, runtime, "
+        "servers and this script included, divided by N; stolen s/spawn: CPU time the "
+        "hypervisor gave to others while this host wanted it."
     )
     print(
         "cold: first start of each user (TFSpawner creates a volume and hands it to the "
