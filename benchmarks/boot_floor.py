@@ -51,7 +51,6 @@ class Batch:
     schedule: str
     ready: list[float]
     cpu: list[float]
-    wall: float
     host: common.HostCPU
 
     @property
@@ -143,7 +142,7 @@ async def run_batch(engine: Engine, image: str, hub_url: str, n: int, schedule: 
     try:
         await asyncio.gather(*(boot(i) for i in range(n)))
         host = common.HostCPU.now() - host_before
-        return Batch(schedule, sorted(ready), cpu, time.monotonic() - begun, host)
+        return Batch(schedule, sorted(ready), cpu, host)
     finally:
         await asyncio.gather(
             *(engine("remove_container", cid, force=True) for cid in made),
