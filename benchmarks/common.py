@@ -100,8 +100,14 @@ def container_cpu_seconds(container_id: str) -> float:
     return math.nan
 
 
+def _cpu_fields() -> list[int]:
+    """The host's line of /proc/stat, in clock ticks: user nice system idle iowait irq
+    softirq steal ..."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
 def _cpu_times() -> tuple[int, int]:
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    fields = _cpu_fields()
     idle = fields[3] + fields[4]  # idle + iowait
     return idle, sum(fields[:8])
 
@@ -115,9 +121,8 @@ class HostCPU:
 
     @classmethod
     def now(cls) -> HostCPU:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        fields = _cpu_fields()
         tick = os.sysconf("SC_CLK_TCK")
-        # user nice system idle iowait irq softirq steal
         busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
         return cls(busy / tick, fields[7] / tick)
 
